@@ -1,0 +1,1 @@
+"""Differentiable primitives: forward/backward pairs on plain ndarrays, one file per family."""
