@@ -1,0 +1,22 @@
+"""cnnlab: image classification with convolutional networks, on NumPy.
+
+    import cnnlab
+    x = cnnlab.tensor([[1.0, 2.0]], requires_grad=True)
+"""
+
+from cnnlab.errors import CheckpointError, DatasetError
+from cnnlab.gradcheck import gradcheck
+from cnnlab.rng import manual_seed
+from cnnlab.tensor import Tensor, is_grad_enabled, no_grad, tensor
+
+__version__ = "0.1.0"
+__all__ = [
+    "CheckpointError",
+    "DatasetError",
+    "Tensor",
+    "gradcheck",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "tensor",
+]

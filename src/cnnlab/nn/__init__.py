@@ -1,0 +1,3 @@
+"""Neural-network building blocks: functional ops (cnnlab.nn.functional) and modules."""
+
+from cnnlab.nn import functional

@@ -1,0 +1,194 @@
+"""Functional ops on tensors (imported as F), PyTorch's names, argument order and shapes.
+
+Layout is NCHW throughout. Wherever PyTorch accepts an int or an (h, w) pair, so does this
+module. Each function validates its arguments, then makes one primitive from `cnnlab.ops` (or
+composes a few); layers in `cnnlab.nn` are thin wrappers around these.
+"""
+
+import numpy as np
+
+from cnnlab import rng as _rng
+from cnnlab.ops import conv, elementwise, loss, pool
+from cnnlab.shapes import pair
+from cnnlab.tensor import Tensor
+
+
+def _as_tensor(value):
+    return value if isinstance(value, Tensor) else Tensor(value)
+
+
+def linear(x, weight, bias=None):
+    """Affine map y = x W^T + b, the linear classifier's scores = Wx + b for a batch.
+
+    x: (N, in_features) or (*, in_features); weight: (out_features, in_features);
+    bias: (out_features,) or None -> (N, out_features).
+    """
+    x, weight = _as_tensor(x), _as_tensor(weight)
+    if weight.ndim != 2:
+        raise ValueError(
+            f"linear: expected weight of shape (out_features, in_features), got {weight.shape}"
+        )
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {x.shape} has {x.shape[-1] if x.ndim else 0} features on its"
+            f" last axis, but weight {weight.shape} expects in_features = {weight.shape[1]}"
+        )
+    out = x @ weight.T
+    if bias is not None:
+        bias = _as_tensor(bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(
+                f"linear: expected bias of shape ({weight.shape[0]},), got {bias.shape}"
+            )
+        out = out + bias
+    return out
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D cross-correlation of a batch of images with C_out filters.
+
+    x: (N, C_in, H, W); weight: (C_out, C_in, KH, KW); bias: (C_out,) or None
+    -> (N, C_out, H_out, W_out), with H_out = floor((H - KH + 2 * padding) / stride) + 1
+    (and likewise W_out). stride and padding: int or (h, w) pair.
+    """
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    stride, padding = pair(stride, "conv2d: stride"), pair(padding, "conv2d: padding")
+    if min(stride) < 1 or min(padding) < 0:
+        raise ValueError(
+            f"conv2d: stride must be >= 1 and padding >= 0, got stride={stride}, padding={padding}"
+        )
+    return Tensor._make(conv.Conv2d, *inputs, stride=stride, padding=padding)
+
+
+def _pool_args(op, kernel_size, stride, padding):
+    kernel = pair(kernel_size, f"{op}: kernel_size")
+    stride = kernel if stride is None else pair(stride, f"{op}: stride")
+    padding = pair(padding, f"{op}: padding")
+    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
+        raise ValueError(
+            f"{op}: kernel_size and stride must be >= 1 and padding >= 0, got "
+            f"kernel_size={kernel}, stride={stride}, padding={padding}"
+        )
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(
+            f"{op}: padding should be at most half of kernel size, got padding={padding}, "
+            f"kernel_size={kernel}"
+        )
+    return {"kernel_size": kernel, "stride": stride, "padding": padding}
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Max over each KH x KW window. x: (N, C, H, W) -> (N, C, H_out, W_out).
+
+    stride defaults to kernel_size; padding (at most half the kernel) pads with -infinity.
+    """
+    return Tensor._make(pool.MaxPool2d, x, **_pool_args("max_pool2d", kernel_size, stride, padding))
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over each KH x KW window, padded zeros counted (count_include_pad=True).
+
+    x: (N, C, H, W) -> (N, C, H_out, W_out); stride defaults to kernel_size.
+    """
+    return Tensor._make(pool.AvgPool2d, x, **_pool_args("avg_pool2d", kernel_size, stride, padding))
+
+
+def relu(x):
+    """max(x, 0) elementwise."""
+    return Tensor._make(elementwise.ReLU, x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x."""
+    return Tensor._make(elementwise.LeakyReLU, x, negative_slope=float(negative_slope))
+
+
+def sigmoid(x):
+    return Tensor._make(elementwise.Sigmoid, x)
+
+
+def tanh(x):
+    return Tensor._make(elementwise.Tanh, x)
+
+
+def _check_dim(op, x, dim):
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"{op}: dim {dim} out of range for input of shape {x.shape}")
+
+
+def log_softmax(x, dim):
+    """log(softmax(x)) along `dim`, computed stably (max subtracted first)."""
+    x = _as_tensor(x)
+    _check_dim("log_softmax", x, dim)
+    return Tensor._make(loss.LogSoftmax, x, dim=dim)
+
+
+def softmax(x, dim):
+    """exp(x) / sum(exp(x)) along `dim`, computed stably as exp(log_softmax(x))."""
+    return log_softmax(x, dim).exp()
+
+
+def dropout(x, p=0.5, training=True, generator=None):
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) in training.
+
+    The identity when not training or p == 0. generator: numpy.random.Generator
+    (default: cnnlab's, seeded by cnnlab.manual_seed).
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
+    x = _as_tensor(x)
+    if not training or p == 0:
+        return x
+    generator = generator if generator is not None else _rng.default_generator()
+    if p == 1:
+        return x * Tensor(np.zeros(x.shape, dtype=x.dtype))
+    keep = generator.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+    mask = (keep >= p).astype(x.dtype) * np.asarray(1 / (1 - p), dtype=x.dtype)
+    return x * Tensor(mask)
+
+
+def _check_scores_and_target(op, scores, target, reduction):
+    if reduction not in loss.REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {loss.REDUCTIONS}, got {reduction!r}")
+    target = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if scores.ndim != 2:
+        raise ValueError(f"{op}: expected scores of shape (N, C), got {scores.shape}")
+    if target.shape != (scores.shape[0],):
+        raise ValueError(
+            f"{op}: expected target of shape (N,) = ({scores.shape[0]},), got {target.shape}"
+        )
+    if target.size and target.dtype.kind not in "iu":
+        if not np.array_equal(target, np.round(target)):
+            raise ValueError(f"{op}: target must hold integer class ids, got dtype {target.dtype}")
+    target = target.astype(np.int64)
+    if target.size and (target.min() < 0 or target.max() >= scores.shape[1]):
+        bad = target[(target < 0) | (target >= scores.shape[1])][0]
+        raise ValueError(
+            f"{op}: target class id {bad} is out of range [0, {scores.shape[1]}) "
+            f"for scores of shape {scores.shape}"
+        )
+    return target
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """Softmax cross-entropy loss: mean over the batch of -log softmax(logits)[i, target_i].
+
+    logits: (N, C) raw class scores (not probabilities); target: (N,) int class ids in [0, C).
+    reduction: "mean" (default), "sum" or "none" (-> (N,)).
+    """
+    logits = _as_tensor(logits)
+    target = _check_scores_and_target("cross_entropy", logits, target, reduction)
+    return Tensor._make(loss.SoftmaxCrossEntropy, logits, target=target, reduction=reduction)
+
+
+def multiclass_hinge_loss(scores, target, margin=1.0, reduction="mean"):
+    """The multiclass SVM loss: sum over j != y of max(0, s_j - s_y + margin) per example.
+
+    scores: (N, C); target: (N,) int class ids. Not divided by the number of classes.
+    reduction: "mean" over the batch (default), "sum" or "none" (-> (N,)).
+    """
+    scores = _as_tensor(scores)
+    target = _check_scores_and_target("multiclass_hinge_loss", scores, target, reduction)
+    return Tensor._make(
+        loss.MultiClassHinge, scores, target=target, margin=float(margin), reduction=reduction
+    )

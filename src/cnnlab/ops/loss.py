@@ -1,0 +1,92 @@
+"""Fused, numerically stable primitives for class scores: log-softmax and the two losses.
+
+Shapes: scores or logits (N, C) for N examples and C classes; target (N,) integer class ids.
+Composing these from exp/log/sum would overflow for large scores; fusing them keeps the
+forward stable and the backward one line each.
+"""
+
+import numpy as np
+
+from cnnlab.ops.function import Function
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(losses, reduction):
+    if reduction == "mean":
+        return np.asarray(losses.mean())
+    if reduction == "sum":
+        return np.asarray(losses.sum())
+    return losses
+
+
+def _upstream(grad_output, count, reduction):
+    """Per-example upstream gradient (N, 1) for a loss reduced with `reduction`."""
+    if reduction == "mean":
+        return np.full((count, 1), grad_output / count, dtype=grad_output.dtype)
+    if reduction == "sum":
+        return np.full((count, 1), grad_output, dtype=grad_output.dtype)
+    return grad_output.reshape(count, 1)
+
+
+class LogSoftmax(Function):
+    """out = a - log(sum(exp(a), dim)), computed after subtracting the max along `dim`."""
+
+    def forward(self, a, *, dim):
+        shifted = a - a.max(axis=dim, keepdims=True)
+        self.out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        self.dim = dim
+        return self.out
+
+    def backward(self, grad_output):
+        softmax = np.exp(self.out)
+        return (grad_output - softmax * grad_output.sum(axis=self.dim, keepdims=True),)
+
+
+class SoftmaxCrossEntropy(Function):
+    """Cross-entropy of softmax(logits) against integer targets.
+
+    logits: (N, C); target: (N,) ints in [0, C) -> scalar ("mean", "sum") or (N,) ("none").
+    loss_i = log(sum_j exp(s_ij)) - s_i,y_i
+    """
+
+    def forward(self, logits, *, target, reduction):
+        count = logits.shape[0]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        sum_exp = exp.sum(axis=1, keepdims=True)
+        rows = np.arange(count)
+        losses = np.log(sum_exp[:, 0]) - shifted[rows, target]
+        self.probs, self.target, self.reduction = exp / sum_exp, target, reduction
+        return _reduce(losses, reduction)
+
+    def backward(self, grad_output):
+        count = self.probs.shape[0]
+        grad = self.probs.copy()
+        grad[np.arange(count), self.target] -= 1
+        grad *= _upstream(grad_output, count, self.reduction)
+        return (grad,)
+
+
+class MultiClassHinge(Function):
+    """The multiclass SVM loss: loss_i = sum over j != y_i of max(0, s_ij - s_i,y_i + margin).
+
+    scores: (N, C); target: (N,) -> scalar ("mean", "sum") or (N,) ("none").
+    Not divided by the number of classes (torch.nn.MultiMarginLoss is this divided by C).
+    """
+
+    def forward(self, scores, *, target, margin, reduction):
+        count = scores.shape[0]
+        rows = np.arange(count)
+        margins = scores - scores[rows, target][:, None] + margin
+        margins[rows, target] = 0
+        self.active = margins > 0
+        self.target, self.reduction = target, reduction
+        return _reduce(np.maximum(margins, 0).sum(axis=1), reduction)
+
+    def backward(self, grad_output):
+        count = self.active.shape[0]
+        grad = self.active.astype(grad_output.dtype)
+        grad[np.arange(count), self.target] = -self.active.sum(axis=1)
+        grad *= _upstream(grad_output, count, self.reduction)
+        return (grad,)

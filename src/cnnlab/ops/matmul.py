@@ -1,0 +1,38 @@
+"""Matrix product: the one primitive that reaches BLAS outside convolution."""
+
+import numpy as np
+
+from cnnlab.ops.function import Function
+
+
+class MatMul(Function):
+    """out = a @ b with NumPy's matmul semantics (1-D operands, batched broadcasting).
+
+    Gradients come back in the broadcast batch shape; the tensor sums them to each input's.
+    """
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, grad_output):
+        a, b = self.a, self.b
+        # Promote 1-D operands to matrices so one pair of formulas serves every case.
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        grad = grad_output
+        if a.ndim == 1:
+            grad = np.expand_dims(grad, -2)
+        if b.ndim == 1:
+            grad = np.expand_dims(grad, -1)
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            grad_a = grad @ np.swapaxes(b2, -1, -2)
+            if a.ndim == 1:
+                grad_a = grad_a.reshape(grad_a.shape[:-2] + (a.shape[0],))
+        if self.needs_input_grad[1]:
+            grad_b = np.swapaxes(a2, -1, -2) @ grad
+            if b.ndim == 1:
+                grad_b = grad_b.reshape(grad_b.shape[:-2] + (b.shape[0],))
+        return grad_a, grad_b
+

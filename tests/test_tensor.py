@@ -1,0 +1,202 @@
+"""The tensor and its graph: shapes and dtypes of gradients, accumulation, broadcasting,
+no_grad, detach, releasing the graph, and elementwise/reduction/movement ops against PyTorch."""
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab import Tensor
+
+from helpers import assert_gradcheck, compare_with_torch
+
+rng = np.random.default_rng(0)
+
+
+def randn(*shape):
+    return rng.standard_normal(shape)
+
+
+def positive(*shape):
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def test_python_numbers_and_lists_become_float32_and_float_arrays_keep_dtype():
+    assert Tensor(3.0).dtype == np.float32
+    assert Tensor([[1, 2], [3, 4]]).dtype == np.float32
+    assert Tensor(np.zeros(3)).dtype == np.float64
+    assert Tensor(np.zeros(3, dtype=np.float32)).dtype == np.float32
+    assert cnnlab.tensor(np.arange(3)).dtype.kind == "i"  # class ids stay integer
+
+
+def test_mixed_precision_promotes_like_numpy_and_scalars_keep_the_tensor_dtype():
+    single = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    double = Tensor(np.ones(3), requires_grad=True)
+    assert (single + double).dtype == np.float64
+    assert (single * 0.1).dtype == np.float32
+    assert (double * 0.1).data[0] == 0.1  # the scalar is not rounded through float32
+    (single + double).sum().backward()
+    assert single.grad.dtype == np.float32 and double.grad.dtype == np.float64
+
+
+def test_gradient_has_the_parameter_shape_under_broadcasting():
+    weight = Tensor(randn(4, 1), requires_grad=True)
+    bias = Tensor(randn(3), requires_grad=True)
+    x = Tensor(randn(2, 4, 3))
+    out = (x * weight + bias).sum()
+    out.backward()
+    assert weight.grad.shape == (4, 1) and bias.grad.shape == (3,)
+    np.testing.assert_allclose(weight.grad[:, 0], x.data.sum(axis=(0, 2)))
+    np.testing.assert_allclose(bias.grad, np.full(3, 8.0))
+
+
+def test_gradients_accumulate_until_zeroed():
+    w = Tensor(randn(3), requires_grad=True)
+    (w * 2).sum().backward()
+    (w * 3).sum().backward()
+    np.testing.assert_array_equal(w.grad, np.full(3, 5.0))
+    w.zero_grad()
+    assert w.grad is None
+
+
+def test_a_node_used_twice_gets_both_gradients():
+    x = Tensor(randn(5), requires_grad=True)
+    y = x * x + x
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, 2 * x.data + 1)
+
+
+def test_backward_needs_an_explicit_gradient_for_non_scalars():
+    x = Tensor(randn(2, 2), requires_grad=True)
+    with pytest.raises(RuntimeError, match="one-element"):
+        (x * 2).backward()
+    (x * 2).backward(np.ones((2, 2)))
+    np.testing.assert_array_equal(x.grad, np.full((2, 2), 2.0))
+
+
+def test_no_grad_builds_no_graph_and_detach_cuts_it():
+    w = Tensor(randn(3), requires_grad=True)
+    with cnnlab.no_grad():
+        y = w * 2
+    assert not y.requires_grad and y.is_leaf
+    z = (w.detach() * 2 + w).sum()
+    z.backward()
+    np.testing.assert_array_equal(w.grad, np.ones(3))
+
+
+def test_the_graph_is_released_after_backward_unless_retained():
+    w = Tensor(randn(3), requires_grad=True)
+    loss = (w.exp() * w).sum()
+    loss.backward(retain_graph=True)
+    first = w.grad.copy()
+    loss.backward()
+    np.testing.assert_allclose(w.grad, 2 * first)
+    with pytest.raises(RuntimeError, match="already released"):
+        loss.backward()
+
+
+def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():
+    x = Tensor(randn(4), requires_grad=True)
+    hidden = (x * 3).retain_grad()
+    (hidden * hidden).sum().backward()
+    np.testing.assert_allclose(hidden.grad, 2 * hidden.data)
+
+
+def test_only_floating_tensors_require_grad():
+    with pytest.raises(ValueError, match="floating"):
+        Tensor(np.arange(3), requires_grad=True)
+
+
+BINARY = [
+    ("add", lambda a, b: a + b),
+    ("sub", lambda a, b: a - b),
+    ("mul", lambda a, b: a * b),
+    ("div", lambda a, b: a / b),
+    ("matmul", lambda a, b: a @ b),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,op", BINARY)
+def test_binary_ops_match_torch_with_broadcasting(name, op, dtype):
+    if name == "matmul":
+        shapes = [((2, 3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 1, 4, 3), (5, 3, 2))]
+    else:
+        shapes = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5)), ((), (2, 2))]
+    for shape_a, shape_b in shapes:
+        b = positive(*shape_b) if name == "div" else randn(*shape_b)
+        compare_with_torch(op, op, [randn(*shape_a), b], dtype)
+
+
+UNARY = [
+    ("neg", lambda a: -a, lambda a: -a, randn),
+    ("exp", lambda a: a.exp(), torch.exp, randn),
+    ("log", lambda a: a.log(), torch.log, positive),
+    ("sqrt", lambda a: a.sqrt(), torch.sqrt, positive),
+    ("pow", lambda a: a**3, lambda a: a**3, randn),
+    ("rpow", lambda a: 2.0**a, lambda a: 2.0**a, randn),
+    ("relu", lambda a: a.relu(), torch.relu, randn),
+    ("sigmoid", lambda a: a.sigmoid(), torch.sigmoid, randn),
+    ("tanh", lambda a: a.tanh(), torch.tanh, randn),
+    ("sum", lambda a: a.sum(), torch.sum, randn),
+    ("sum1", lambda a: a.sum(axis=1), lambda a: a.sum(dim=1), randn),
+    ("sum_keep", lambda a: a.sum(axis=(0, 2), keepdims=True), lambda a: a.sum((0, 2), True), randn),
+    ("mean", lambda a: a.mean(), torch.mean, randn),
+    ("mean0", lambda a: a.mean(axis=0), lambda a: a.mean(dim=0), randn),
+    ("max", lambda a: a.max(), torch.amax, randn),
+    ("max2", lambda a: a.max(axis=2), lambda a: a.amax(dim=2), randn),
+    ("min1", lambda a: a.min(dim=1, keepdim=True), lambda a: a.amin(1, True), randn),
+    ("reshape", lambda a: a.reshape(4, 6), lambda a: a.reshape(4, 6), randn),
+    ("flatten", lambda a: a.flatten(1), lambda a: a.flatten(1), randn),
+    ("transpose", lambda a: a.transpose(0, 2), lambda a: a.transpose(0, 2), randn),
+    ("permute", lambda a: a.permute(2, 0, 1), lambda a: a.permute(2, 0, 1), randn),
+    ("slice", lambda a: a[1:, ::2, 1], lambda a: a[1:, ::2, 1], randn),
+    ("index", lambda a: a[[0, 1, 0]], lambda a: a[[0, 1, 0]], randn),
+    ("log_softmax", lambda a: a.log_softmax(1), lambda a: a.log_softmax(1), randn),
+    ("softmax", lambda a: a.softmax(-1), lambda a: a.softmax(-1), randn),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,ours,theirs,make", UNARY, ids=[u[0] for u in UNARY])
+def test_unary_ops_match_torch(name, ours, theirs, make, dtype):
+    compare_with_torch(ours, theirs, [make(2, 3, 4)], dtype)
+
+
+@pytest.mark.parametrize("name,ours,theirs,make", UNARY, ids=[u[0] for u in UNARY])
+def test_unary_ops_pass_gradcheck(name, ours, theirs, make):
+    assert_gradcheck(ours, make(2, 3, 4))
+
+
+@pytest.mark.parametrize("name,op", BINARY)
+def test_binary_ops_pass_gradcheck(name, op):
+    b = positive(4, 3) if name == "div" else randn(4, 3)
+    a = randn(2, 4) if name == "matmul" else randn(2, 4, 3)
+    assert_gradcheck(op, a, b)
+
+
+def test_max_shares_the_gradient_between_ties_like_torch_amax():
+    data = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]])
+    compare_with_torch(lambda a: a.max(axis=1), lambda a: a.amax(dim=1), [data])
+
+
+def test_gradcheck_returns_false_for_a_wrong_gradient():
+    from cnnlab.ops.function import Function
+
+    class WrongSquare(Function):
+        def forward(self, a):
+            self.a = a
+            return a * a
+
+        def backward(self, grad_output):
+            return (grad_output * self.a,)  # should be 2 * a
+
+    x = Tensor(randn(3), requires_grad=True)
+    assert not cnnlab.gradcheck(lambda t: Tensor._make(WrongSquare, t), [x])
+    assert cnnlab.gradcheck(lambda t: t * t, [x])
+
+
+def test_gradcheck_insists_on_float64():
+    with pytest.raises(ValueError, match="float64"):
+        single = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+        cnnlab.gradcheck(lambda t: t * 2, [single])
