@@ -1,0 +1,184 @@
+"""2-D convolution (cross-correlation, as every deep-learning library): forward and backward.
+
+x: (N, C_in, H, W), weight: (C_out, C_in, KH, KW), bias: (C_out,)
+-> out: (N, C_out, H_out, W_out), H_out = floor((H - KH + 2 * padding) / stride) + 1.
+
+How it is computed (the layout is the performance story; see PERFORMANCE.md):
+
+- Activations are NCHW logically but NHWC in memory: the output is a transposed view of an
+  (N, H_out, W_out, C_out) buffer. NumPy's ufuncs (ReLU, masks, bias adds) keep that memory
+  order, so the next conv or pool reads its input as NHWC without a copy. Inputs of any other
+  strides work too; they are copied into NHWC once.
+- Forward: im2col by a strided window view of the zero-padded NHWC input (one copy), then one
+  GEMM, (N * H_out * W_out, KH * KW * C_in) @ (KH * KW * C_in, C_out), which is already NHWC.
+- Weight gradient: one GEMM of the upstream gradient with the saved column matrix.
+- Input gradient, stride 1: on the padded grid flattened to rows (N * Hp * Wp, C), kernel tap
+  (i, j) moves a row by i * Wp + j, so the input gradient is the sum over taps of
+  (upstream gradient @ weight[:, :, i, j]) shifted by that many rows: KH * KW GEMMs, each
+  added into the result as one contiguous 1-D slice. No scatter, no strided adds (NumPy's
+  ufuncs are about 4x slower on arrays with gaps than on contiguous ones).
+- Input gradient, other strides: one GEMM into column form, then col2im as KH * KW strided
+  slice additions.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from cnnlab.ops.function import Function
+from cnnlab.shapes import output_hw
+
+
+def float_dtype(*arrays):
+    """NumPy's promotion of the arrays' dtypes, at least float32 (integers become float32)."""
+    dtype = np.result_type(*arrays)
+    return dtype if dtype.kind == "f" and dtype.itemsize >= 4 else np.dtype(np.float32)
+
+
+def to_nhwc(x, dtype=None):
+    """(N, C, H, W) of any strides -> (N, H, W, C) C-contiguous (a view when it already is)."""
+    nhwc = x.transpose(0, 2, 3, 1)
+    dtype = x.dtype if dtype is None else dtype
+    if nhwc.flags.c_contiguous and nhwc.dtype == dtype:
+        return nhwc
+    return np.ascontiguousarray(nhwc, dtype=dtype)
+
+
+def padded_nhwc(x, padding, fill, dtype):
+    """(N, C, H, W) -> (N, H + 2 PH, W + 2 PW, C) C-contiguous, borders set to `fill`.
+
+    Only the border is written with `fill`; without padding an NHWC input is used as is.
+    """
+    pad_h, pad_w = padding
+    if pad_h == 0 and pad_w == 0:
+        return to_nhwc(x, dtype)
+    n, c, h, w = x.shape
+    out = np.empty((n, h + 2 * pad_h, w + 2 * pad_w, c), dtype=dtype)
+    out[:, :pad_h] = fill
+    out[:, pad_h + h :] = fill
+    out[:, pad_h : pad_h + h, :pad_w] = fill
+    out[:, pad_h : pad_h + h, pad_w + w :] = fill
+    out[:, pad_h : pad_h + h, pad_w : pad_w + w] = x.transpose(0, 2, 3, 1)
+    return out
+
+
+def window_view(padded, kernel, stride, out_hw):
+    """Read-only strided view (N, H_out, W_out, KH, KW, C) of the windows of an NHWC array."""
+    n, _, _, c = padded.shape
+    step_n, step_h, step_w, step_c = padded.strides
+    return as_strided(
+        padded,
+        shape=(n, out_hw[0], out_hw[1], kernel[0], kernel[1], c),
+        strides=(step_n, step_h * stride[0], step_w * stride[1], step_h, step_w, step_c),
+        writeable=False,
+    )
+
+
+def check_input(op, x, channels_name="C"):
+    if x.ndim != 4:
+        raise ValueError(
+            f"{op}: expected input of shape (N, {channels_name}, H, W), got {tuple(x.shape)}"
+        )
+
+
+class Conv2d(Function):
+    """out = cross-correlation of x with weight (+ bias), as torch.nn.functional.conv2d.
+
+    forward(x, weight, bias=None, *, stride=(1, 1), padding=(0, 0)):
+        x: (N, C_in, H, W); weight: (C_out, C_in, KH, KW); bias: (C_out,) or omitted
+        -> (N, C_out, H_out, W_out), H_out = floor((H - KH + 2 PH) / SH) + 1 (W_out likewise).
+    backward(grad_output (N, C_out, H_out, W_out)) -> (grad_x, grad_weight[, grad_bias]).
+    """
+
+    def forward(self, x, weight, bias=None, *, stride=(1, 1), padding=(0, 0)):
+        if x.ndim != 4:
+            raise ValueError(
+                f"conv2d: expected input of shape (N, C_in, H, W), got {tuple(x.shape)}"
+            )
+        if weight.ndim != 4:
+            raise ValueError(
+                f"conv2d: expected weight of shape (C_out, C_in, KH, KW), got {tuple(weight.shape)}"
+            )
+        n, c_in, h, w = x.shape
+        c_out, weight_c_in, kh, kw = weight.shape
+        if c_in != weight_c_in:
+            raise ValueError(
+                f"conv2d: input has {c_in} channels but weight {tuple(weight.shape)} expects"
+                f" C_in = {weight_c_in}"
+            )
+        if bias is not None and bias.shape != (c_out,):
+            raise ValueError(
+                f"conv2d: expected bias of shape (C_out,) = ({c_out},), got {tuple(bias.shape)}"
+            )
+        kernel = (kh, kw)
+        out_hw = output_hw(h, w, kernel, stride, padding, op="conv2d")
+        dtype = float_dtype(x, weight)
+
+        padded = padded_nhwc(x, padding, 0, dtype)
+        columns = window_view(padded, kernel, stride, out_hw).reshape(-1, kh * kw * c_in)
+        weight_matrix = weight.transpose(0, 2, 3, 1).reshape(c_out, -1).astype(dtype, copy=False)
+        out = columns @ weight_matrix.T  # (N * H_out * W_out, C_out): NHWC
+        if bias is not None:
+            out += bias.astype(dtype, copy=False)
+
+        needs = self.needs_input_grad
+        self.x_shape, self.x_dtype, self.weight_shape = x.shape, x.dtype, weight.shape
+        self.weight_dtype = weight.dtype
+        self.stride, self.padding = stride, padding
+        self.weight = weight.astype(dtype, copy=False) if needs[0] else None
+        self.columns = columns if needs[1] else None
+        return out.reshape(n, out_hw[0], out_hw[1], c_out).transpose(0, 3, 1, 2)
+
+    def backward(self, grad_output):
+        needs = self.needs_input_grad
+        c_out, c_in, kh, kw = self.weight_shape
+        grad_rows = to_nhwc(grad_output).reshape(-1, c_out)  # (N * H_out * W_out, C_out)
+        grads = [None] * len(needs)
+        if needs[0]:
+            grad_rows = grad_rows.astype(self.weight.dtype, copy=False)
+            grad_x = self._input_grad(grad_rows, grad_output.shape)
+            grads[0] = grad_x.astype(self.x_dtype, copy=False)
+        if needs[1]:
+            grad_weight = (grad_rows.T @ self.columns).reshape(c_out, kh, kw, c_in)
+            grads[1] = np.ascontiguousarray(grad_weight.transpose(0, 3, 1, 2), self.weight_dtype)
+        if len(needs) == 3 and needs[2]:
+            grads[2] = grad_rows.sum(axis=0)
+        self.columns = self.weight = None
+        return tuple(grads)
+
+    def _input_grad(self, grad_rows, out_shape):
+        """dL/dx (N, C_in, H, W) from the upstream gradient as rows (N * H_out * W_out, C_out)."""
+        n, c_in, h, w = self.x_shape
+        _, c_out, h_out, w_out = out_shape
+        kh, kw = self.weight_shape[2:]
+        (pad_h, pad_w), (stride_h, stride_w) = self.padding, self.stride
+        padded_h, padded_w = h + 2 * pad_h, w + 2 * pad_w
+        if (stride_h, stride_w) == (1, 1):
+            # The upstream gradient placed on the padded grid: output (y, x) sits at row y*Wp + x.
+            grid = np.zeros((n, padded_h, padded_w, c_out), dtype=grad_rows.dtype)
+            grid[:, :h_out, :w_out] = grad_rows.reshape(n, h_out, w_out, c_out)
+            grid = grid.reshape(-1, c_out)
+            rows = grid.shape[0]
+            taps = np.ascontiguousarray(self.weight.transpose(2, 3, 0, 1))  # (KH, KW, C_out, C_in)
+            grad_padded = np.matmul(grid, taps[0, 0])  # tap (0, 0) shifts by 0 rows
+            product = np.empty_like(grad_padded)
+            for i in range(kh):
+                for j in range(kw):
+                    shift = i * padded_w + j
+                    if shift == 0:
+                        continue
+                    np.matmul(grid[: rows - shift], taps[i, j], out=product[: rows - shift])
+                    grad_padded[shift:] += product[: rows - shift]
+            grad_padded = grad_padded.reshape(n, padded_h, padded_w, c_in)
+        else:
+            weight_matrix = self.weight.transpose(0, 2, 3, 1).reshape(c_out, -1)
+            columns = (grad_rows @ weight_matrix).reshape(n, h_out, w_out, kh, kw, c_in)
+            grad_padded = np.zeros((n, padded_h, padded_w, c_in), dtype=grad_rows.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    rows_hit = slice(i, i + stride_h * (h_out - 1) + 1, stride_h)
+                    cols_hit = slice(j, j + stride_w * (w_out - 1) + 1, stride_w)
+                    grad_padded[:, rows_hit, cols_hit] += columns[:, :, :, i, j]
+        grad_x = grad_padded[:, pad_h : pad_h + h, pad_w : pad_w + w]
+        if pad_h or pad_w:
+            grad_x = np.ascontiguousarray(grad_x)  # gapped arrays slow every later ufunc
+        return grad_x.transpose(0, 3, 1, 2)

@@ -1,0 +1,135 @@
+"""2-D max and average pooling: one window primitive, specialised by its reduction.
+
+x: (N, C, H, W) -> out: (N, C, H_out, W_out), H_out = floor((H - KH + 2 * padding) / stride) + 1.
+PyTorch semantics: max pooling pads with -infinity, average pooling with zeros that count in
+the divisor (count_include_pad=True, always KH * KW); padding at most half the kernel; no
+ceil mode.
+
+Layout as in `cnnlab.ops.conv`: the work happens on an NHWC buffer and the output is an NCHW
+view of it. The KH * KW kernel taps are gathered by one strided copy into a contiguous
+(KH * KW, N, H_out, W_out, C) array, so the reductions run on contiguous slabs (NumPy's ufuncs
+are several times slower on arrays with gaps). Max pooling keeps the index of the winning tap
+(the first maximum in row-major window order, as PyTorch) for its backward.
+"""
+
+import numpy as np
+
+from cnnlab.ops.conv import float_dtype, padded_nhwc, to_nhwc, window_view
+from cnnlab.ops.function import Function
+from cnnlab.shapes import output_hw
+
+
+def _output_hw(op, x, kernel, stride, padding):
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected input of shape (N, C, H, W), got {tuple(x.shape)}")
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(
+            f"{op}: padding should be at most half of kernel size, got padding={padding},"
+            f" kernel_size={kernel}"
+        )
+    return output_hw(x.shape[2], x.shape[3], kernel, stride, padding, op=op)
+
+
+def _gather_taps(padded, kernel, stride, out_hw):
+    """(N, Hp, Wp, C) -> contiguous (KH * KW, N, H_out, W_out, C): tap k = i * KW + j."""
+    windows = window_view(padded, kernel, stride, out_hw).transpose(3, 4, 0, 1, 2, 5)
+    n, c = padded.shape[0], padded.shape[3]
+    return np.ascontiguousarray(windows).reshape(-1, n, out_hw[0], out_hw[1], c)
+
+
+def _tap_slices(i, j, stride, out_hw):
+    """Index of the input pixels that kernel tap (i, j) reads, on the padded NHWC grid."""
+    return (
+        slice(None),
+        slice(i, i + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
+        slice(j, j + stride[1] * (out_hw[1] - 1) + 1, stride[1]),
+    )
+
+
+def _scatter_taps(tap_grads, x_shape, kernel, stride, padding, out_hw):
+    """Sum per-tap gradients (a function k -> (N, H_out, W_out, C)) back onto the input.
+
+    Returns dL/dx as an (N, C, H, W) view of an NHWC buffer.
+    """
+    n, c, h, w = x_shape
+    (pad_h, pad_w), (kh, kw) = padding, kernel
+    grad = np.zeros((n, h + 2 * pad_h, w + 2 * pad_w, c), dtype=tap_grads(0).dtype)
+    overlapping = stride[0] < kh or stride[1] < kw
+    for i in range(kh):
+        for j in range(kw):
+            index = _tap_slices(i, j, stride, out_hw)
+            if overlapping:
+                grad[index] += tap_grads(i * kw + j)
+            else:  # each input pixel is read by at most one window: plain assignment
+                grad[index] = tap_grads(i * kw + j)
+    grad = grad[:, pad_h : pad_h + h, pad_w : pad_w + w]
+    if pad_h or pad_w:
+        grad = np.ascontiguousarray(grad)
+    return grad.transpose(0, 3, 1, 2)
+
+
+class MaxPool2d(Function):
+    """out = max over each KH x KW window, as torch.nn.functional.max_pool2d.
+
+    forward(x, *, kernel_size, stride, padding): x (N, C, H, W) -> (N, C, H_out, W_out).
+    backward(grad_output) -> (grad_x,): each window's gradient goes to its first maximum.
+    """
+
+    def forward(self, x, *, kernel_size, stride, padding):
+        out_hw = _output_hw("max_pool2d", x, kernel_size, stride, padding)
+        padded = padded_nhwc(x, padding, -np.inf, float_dtype(x))
+        taps = _gather_taps(padded, kernel_size, stride, out_hw)
+        out = taps[0].copy()
+        index = np.zeros(out.shape, dtype=np.uint8 if len(taps) <= 256 else np.int32)
+        for k in range(1, len(taps)):
+            better = taps[k] > out  # strict: ties keep the earlier tap, as PyTorch
+            np.maximum(out, taps[k], out=out)
+            np.copyto(index, k, where=better)
+        if self.needs_input_grad[0]:
+            self.index, self.x_shape = index, x.shape
+            self.kernel, self.stride, self.padding, self.out_hw = (
+                kernel_size,
+                stride,
+                padding,
+                out_hw,
+            )
+        return out.transpose(0, 3, 1, 2)
+
+    def backward(self, grad_output):
+        grad = to_nhwc(grad_output)
+        index = self.index
+
+        def tap_grad(k):
+            return np.where(index == k, grad, 0).astype(grad.dtype, copy=False)
+
+        grad_x = _scatter_taps(
+            tap_grad, self.x_shape, self.kernel, self.stride, self.padding, self.out_hw
+        )
+        self.index = None
+        return (grad_x,)
+
+
+class AvgPool2d(Function):
+    """out = mean over each KH x KW window (padded zeros counted), as F.avg_pool2d.
+
+    forward(x, *, kernel_size, stride, padding): x (N, C, H, W) -> (N, C, H_out, W_out).
+    backward(grad_output) -> (grad_x,): each window spreads grad / (KH * KW) over its pixels.
+    """
+
+    def forward(self, x, *, kernel_size, stride, padding):
+        out_hw = _output_hw("avg_pool2d", x, kernel_size, stride, padding)
+        padded = padded_nhwc(x, padding, 0, float_dtype(x))
+        taps = _gather_taps(padded, kernel_size, stride, out_hw)
+        out = taps.sum(axis=0)
+        out /= len(taps)
+        self.x_shape = x.shape
+        self.kernel, self.stride, self.padding, self.out_hw = kernel_size, stride, padding, out_hw
+        return out.transpose(0, 3, 1, 2)
+
+    def backward(self, grad_output):
+        kh, kw = self.kernel
+        share = to_nhwc(grad_output) / (kh * kw)
+        grad_x = _scatter_taps(
+            lambda k: share, self.x_shape, self.kernel, self.stride, self.padding, self.out_hw
+        )
+        return (grad_x,)
