@@ -53,7 +53,7 @@ class DataLoader:
         self.drop_last = drop_last
         self.seed = int(seed)
         self.augment = augment
-        self.scale, self.offset = _normaliser(mean, std, dataset.images.shape[1])
+        self.mean, self.std = _checked_stats(mean, std, dataset.images.shape[1])
         self.epoch = 0
         self.position = 0  # batches of `epoch` already yielded
 
@@ -82,10 +82,16 @@ class DataLoader:
         return self.normalise(images), labels.copy()
 
     def normalise(self, images: np.ndarray) -> np.ndarray:
-        """(B, C, H, W) uint8 -> float32 (pixel / 255 - mean) / std, channel by channel."""
+        """(B, C, H, W) uint8 -> float32 (pixel / 255 - mean) / std, channel by channel.
+
+        The same float32 operations in the same order as torchvision's ToTensor then
+        Normalize, so the numbers agree bit for bit.
+        """
         x = images.astype(np.float32)
-        x *= self.scale
-        x -= self.offset
+        x /= np.float32(255)
+        if self.mean is not None:
+            x -= self.mean
+            x /= self.std
         return x
 
     def __iter__(self):
@@ -128,14 +134,14 @@ class DataLoader:
             int(state["seed"]), int(state["epoch"]), int(state["position"]))
 
 
-def _normaliser(mean, std, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, offset), each (C, 1, 1) float32, with x = pixel * scale - offset."""
+def _checked_stats(mean, std, channels: int):
+    """(mean, std) as (C, 1, 1) float32 arrays, or (None, None) for no normalisation."""
     if (mean is None) != (std is None):
         raise ValueError("DataLoader: give both mean and std, or neither")
     if mean is None:
-        mean, std = np.zeros(channels), np.ones(channels)
-    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-    std = np.asarray(std, dtype=np.float64).reshape(-1)
+        return None, None
+    mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+    std = np.asarray(std, dtype=np.float32).reshape(-1)
     if mean.shape != (channels,) or std.shape != (channels,):
         raise ValueError(
             f"DataLoader: mean and std must have shape ({channels},), got {mean.shape} and "
@@ -143,6 +149,4 @@ def _normaliser(mean, std, channels: int) -> tuple[np.ndarray, np.ndarray]:
         )
     if np.any(std <= 0):
         raise ValueError(f"DataLoader: std must be positive, got {std}")
-    scale = (1.0 / (255.0 * std)).astype(np.float32).reshape(-1, 1, 1)
-    offset = (mean / std).astype(np.float32).reshape(-1, 1, 1)
-    return scale, offset
+    return mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
