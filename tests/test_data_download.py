@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from cnnlab.data import DATASETS, DatasetError, RemoteFile, download_file, load_dataset
-from test_data_formats import assert_one_line_error, make_idx_dataset
+from test_data_formats import (
+    assert_cifar_equal,
+    assert_one_line_error,
+    make_cifar_batches,
+    make_idx_dataset,
+    write_cifar_archive,
+    write_cifar_folder,
+)
 
 
 @pytest.fixture
@@ -108,3 +115,16 @@ def test_an_interrupted_download_is_completed_and_kept_files_are_not_fetched_aga
 def test_mirror_must_be_http(tmp_path):
     with pytest.raises(DatasetError, match="http"):
         load_dataset("mnist", data_dir=tmp_path, download=True, mirror="file:///etc/")
+
+
+def test_cifar10_download_is_read_from_the_archive(server, tmp_path, monkeypatch):
+    served, url = server
+    batches = make_cifar_batches(seed=9)
+    folder = write_cifar_folder(tmp_path / "src", batches, "py")
+    write_cifar_archive(served / "cifar-10-python.tar.gz", folder)
+    monkeypatch.setitem(DATASETS, "cifar10", with_served_checksums("cifar10", served))
+    train, test = load_dataset("cifar10", data_dir=tmp_path / "data", download=True, mirror=url)
+    assert_cifar_equal(train, test, batches)
+    assert [path.name for path in (tmp_path / "data" / "cifar10").iterdir()] == [
+        "cifar-10-python.tar.gz"
+    ]

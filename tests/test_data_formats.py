@@ -81,6 +81,29 @@ def cifar_py_bytes(images, labels, name="training batch 1 of 5") -> bytes:
     return pickle.dumps(batch, protocol=2)
 
 
+def py2_string(data: bytes) -> bytes:
+    """A Python 2 str, as Python 2's pickle wrote it (SHORT_BINSTRING or BINSTRING)."""
+    if len(data) < 256:
+        return b"U" + bytes([len(data)]) + data
+    return b"T" + struct.pack("<I", len(data)) + data
+
+
+def py2_cifar_pickle(images, labels) -> bytes:
+    """A CIFAR-10 python batch opcode by opcode as Python 2 with NumPy wrote the originals:
+    str keys and values are Python 2 strings, the array names numpy.core.multiarray."""
+    data = images.reshape(len(images), -1)
+    rows, cols = data.shape
+    dtype = (b"cnumpy\ndtype\n" + py2_string(b"u1") + b"K\x00K\x01\x87R"
+             + b"(K\x03" + py2_string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
+             + py2_string(b"b") + b"\x87R"
+             + b"(K\x01K" + bytes([rows]) + b"M" + struct.pack("<H", cols) + b"\x86" + dtype
+             + b"\x89" + py2_string(data.tobytes()) + b"tb")
+    label_list = b"](" + b"".join(b"K" + bytes([int(label)]) for label in labels) + b"e"
+    return (b"\x80\x02}(" + py2_string(b"data") + array + py2_string(b"labels") + label_list
+            + py2_string(b"batch_label") + py2_string(b"testing batch 1 of 1") + b"u.")
+
+
 def write_cifar_folder(root, batches, version):
     folder = root / f"cifar-10-batches-{version}"
     folder.mkdir(parents=True)
@@ -269,6 +292,18 @@ def test_cifar_python2_pickles_with_numpy_core_paths_load(tmp_path):
         data = file.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
         file.write_bytes(data)
     assert b"numpy.core.multiarray" in (folder / "test_batch").read_bytes()
+    assert_cifar_equal(*load_cifar10(folder), batches)
+
+
+def test_cifar_python2_opcodes_as_in_the_original_files(tmp_path):
+    batches = make_cifar_batches()
+    folder = write_cifar_folder(tmp_path, batches, "py")
+    for name, (images, labels) in batches.items():
+        payload = py2_cifar_pickle(images, labels)
+        plain = pickle.loads(payload, encoding="bytes")  # the crafted bytes are a real pickle
+        np.testing.assert_array_equal(plain[b"data"], images.reshape(len(images), -1))
+        assert plain[b"labels"] == list(labels)
+        (folder / name).write_bytes(payload)
     assert_cifar_equal(*load_cifar10(folder), batches)
 
 

@@ -175,6 +175,17 @@ def test_resume_with_a_seed_drawn_from_entropy():
     assert_same_batches(collect(second), collect(first))
 
 
+def test_an_interrupted_loop_continues_its_epoch_unless_rewound():
+    data = make_dataset(20)
+    loader = DataLoader(data, 5, shuffle=True, seed=2)
+    whole_epoch = collect(DataLoader(data, 5, shuffle=True, seed=2))
+    first_two = collect(loader, batches=2)
+    assert_same_batches(first_two + collect(loader), whole_epoch)
+    collect(loader, batches=1)  # epoch 1, left after one batch
+    loader.set_epoch(0)
+    assert_same_batches(collect(loader), whole_epoch)
+
+
 def test_load_state_dict_refuses_a_different_configuration():
     state = DataLoader(make_dataset(20), 5, shuffle=True, seed=0).state_dict()
     with pytest.raises(ValueError, match="batch_size"):

@@ -105,6 +105,12 @@ class DataLoader:
         if self.epoch == epoch and self.position >= len(self):
             self.epoch, self.position = self.epoch + 1, 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch `epoch` from its first batch at the next iteration (e.g. to rewind an
+        evaluation loader that was left mid-epoch). Not needed for training: iteration moves
+        from epoch to epoch by itself, and `load_state_dict` restores a saved position."""
+        self.epoch, self.position = int(epoch), 0
+
     def state_dict(self) -> dict:
         """Where iteration stands, as plain JSON-serialisable values."""
         return {
