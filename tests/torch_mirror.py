@@ -1,0 +1,58 @@
+"""Build the PyTorch twin of a cnnlab module (same layers, same names), with copied weights.
+
+Used by the nn, models and checkpoint tests: if the twin's state-dict keys and shapes accept
+ours and its outputs match, the architectures and the weight layouts are PyTorch's.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from cnnlab import nn
+
+
+def _twin(module):
+    if isinstance(module, nn.Sequential):
+        return torch.nn.Sequential(
+            OrderedDict((name, _twin(child)) for name, child in module.named_children())
+        )
+    if isinstance(module, nn.Linear):
+        return torch.nn.Linear(module.in_features, module.out_features, module.bias is not None)
+    if isinstance(module, nn.Conv2d):
+        return torch.nn.Conv2d(
+            module.in_channels, module.out_channels, module.kernel_size, module.stride,
+            module.padding, bias=module.bias is not None,
+        )
+    if isinstance(module, nn.MaxPool2d):
+        return torch.nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
+    if isinstance(module, nn.AvgPool2d):
+        return torch.nn.AvgPool2d(module.kernel_size, module.stride, module.padding)
+    if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+        kind = torch.nn.BatchNorm1d if isinstance(module, nn.BatchNorm1d) else torch.nn.BatchNorm2d
+        return kind(module.num_features, module.eps, module.momentum, module.affine,
+                    module.track_running_stats)
+    if isinstance(module, nn.LeakyReLU):
+        return torch.nn.LeakyReLU(module.negative_slope)
+    if isinstance(module, nn.Flatten):
+        return torch.nn.Flatten(module.start_dim, module.end_dim)
+    if isinstance(module, nn.Dropout):
+        return torch.nn.Dropout(module.p)
+    simple = {nn.ReLU: torch.nn.ReLU, nn.Tanh: torch.nn.Tanh, nn.Sigmoid: torch.nn.Sigmoid,
+              nn.Identity: torch.nn.Identity}
+    if type(module) in simple:
+        return simple[type(module)]()
+    raise TypeError(f"no torch twin for {type(module).__name__}")
+
+
+def torch_twin(module, dtype=torch.float64):
+    """The torch.nn twin of `module`, holding a copy of its state dict, in `dtype`."""
+    twin = _twin(module).to(dtype)
+    state = {key: torch.from_numpy(np.array(value)) for key, value in module.state_dict().items()}
+    twin.load_state_dict(state, strict=True)
+    twin.train(module.training)
+    return twin
+
+
+def to_numpy_state(torch_module):
+    return {key: value.detach().numpy().copy() for key, value in torch_module.state_dict().items()}
