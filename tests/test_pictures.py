@@ -1,0 +1,96 @@
+"""pictures: the array side of the pictures (rescaling, templates, filters, activation maps,
+receptive-field boxes) for grey and colour models."""
+
+import numpy as np
+import pytest
+
+from cnnlab import nn
+from cnnlab.pictures import (
+    activation_maps,
+    display_image,
+    filter_images,
+    first_conv_weight,
+    grid_shape,
+    linear_template_weight,
+    receptive_field_overlay,
+    template_images,
+    unit_scale,
+)
+
+
+def cnn(channels):
+    return nn.Sequential(
+        nn.Conv2d(channels, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 4 * 4, 10),
+    )  # fmt: skip
+
+
+def test_unit_scale_rescales_each_item_to_the_full_range():
+    weight = np.array([[[1.0, 3.0]], [[-4.0, -2.0]], [[5.0, 5.0]]])
+    scaled = unit_scale(weight, axes=(1, 2))
+    assert scaled.tolist() == [[[0.0, 1.0]], [[0.0, 1.0]], [[0.5, 0.5]]]
+
+
+def test_templates_are_one_image_per_class_in_colour_for_colour_input():
+    rng = np.random.default_rng(0)
+    grey = template_images(rng.normal(size=(10, 1 * 8 * 6)), (1, 8, 6))
+    colour = template_images(rng.normal(size=(4, 3 * 8 * 6)), (3, 8, 6))
+    assert grey.shape == (10, 8, 6) and colour.shape == (4, 8, 6, 3)
+    for images in (grey, colour):
+        assert images.min() == 0 and images.max() == 1
+        assert all(image.std() > 0 for image in images)
+    # channel c of class k's template is row k's block c, as Flatten lays it out
+    weight = np.arange(2 * 3 * 2 * 2, dtype=float).reshape(2, 12)
+    assert np.argmax(template_images(weight, (3, 2, 2))[0, ..., 2]) == 3
+    with pytest.raises(ValueError, match=r"\(K, 48\)"):
+        template_images(rng.normal(size=(10, 47)), (1, 8, 6))
+
+
+def test_filters_are_rescaled_per_filter():
+    rng = np.random.default_rng(1)
+    weight = rng.normal(size=(8, 3, 5, 5)) * np.arange(1, 9)[:, None, None, None]
+    images = filter_images(weight)
+    assert images.shape == (8, 5, 5, 3)
+    assert np.allclose(images.min(axis=(1, 2, 3)), 0) and np.allclose(images.max(axis=(1, 2, 3)), 1)
+    assert filter_images(weight[:, :1]).shape == (8, 5, 5)
+    assert filter_images(rng.normal(size=(4, 2, 3, 3))).shape == (8, 3, 3)
+
+
+def test_weights_are_found_in_grey_and_colour_models():
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))
+    assert linear_template_weight(linear, (3, 16, 16)).shape == (10, 768)
+    assert linear_template_weight(cnn(1), (1, 16, 16)) is None
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(256, 8), nn.ReLU(), nn.Linear(8, 10))
+    assert linear_template_weight(mlp, (1, 16, 16)) is None
+    assert first_conv_weight(cnn(3)).shape == (6, 3, 3, 3) and first_conv_weight(mlp) is None
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_activation_maps_of_every_conv_layer(channels):
+    image = np.random.default_rng(2).normal(size=(channels, 16, 16))
+    maps = activation_maps(cnn(channels), image)
+    assert [name for name, _ in maps] == ["conv1", "conv2"]
+    assert maps[0][1].shape == (6, 16, 16) and maps[1][1].shape == (4, 8, 8)
+    assert all(0 <= array.min() and array.max() <= 1 for _, array in maps)
+
+
+def test_receptive_field_overlay_defaults_to_the_centre_of_the_last_spatial_layer():
+    record, box = receptive_field_overlay(cnn(1), (1, 16, 16))
+    assert record.name == "maxpool2" and record.receptive_field == (10, 10)
+    # first centres: conv1 0, maxpool1 0.5, conv2 0.5, maxpool2 0.5 + 0.5 * 2 = 1.5; output
+    # (2, 2) of 4 x 4 at jump 4 -> centre 9.5, rows 9.5 -/+ (10 - 1) / 2 = 5..14
+    assert box == (5, 5, 14, 14)
+    record, box = receptive_field_overlay(cnn(1), (1, 16, 16), layer="conv1", position=(0, 0))
+    assert box == (0, 0, 1, 1)
+    with pytest.raises(ValueError, match="no spatial layer named 'linear1'"):
+        receptive_field_overlay(cnn(1), (1, 16, 16), layer="linear1")
+
+
+def test_display_image_and_grid_shape():
+    assert display_image(np.full((3, 4, 5), 255, np.uint8)).shape == (4, 5, 3)
+    assert display_image(np.full((1, 4, 5), 255, np.uint8)).max() == 1.0
+    normalised = display_image(np.linspace(-2, 3, 20).reshape(1, 4, 5))
+    assert normalised.min() == 0 and normalised.max() == 1
+    assert grid_shape(10) == (3, 4) and grid_shape(10, columns=5) == (2, 5)
+    assert grid_shape(3, columns=10) == (1, 3)
