@@ -94,7 +94,9 @@ def hog(
     Returns:
         (N, D) float64 array, D = n_blocks_h * n_blocks_w * block_h * block_w * orientations,
         where n_cells_h = H // cell_h and n_blocks_h = n_cells_h - block_h + 1 (likewise for
-        W). Equal to `skimage.feature.hog(image, ..., feature_vector=True)` to about 1e-15.
+        W). Equal to `skimage.feature.hog(image, ..., feature_vector=True)` to about 1e-15
+        for float64 and integer images (a float32 image is taken as its float64 values,
+        where scikit-image would compute its gradients in float32).
 
     Raises:
         ValueError for a bad argument, a batch that is not 3-d or 4-d, or images too small
