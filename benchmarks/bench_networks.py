@@ -14,6 +14,7 @@ import os
 import platform
 import statistics
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -197,15 +198,17 @@ def main(argv=None):
         check_same_network(ours, theirs, images, labels)
         # Calls per round: enough for about a quarter of a second of PyTorch training.
         calls = 2 if name == "fmnist-cnn" else 1
-        for task, method in [("training step", "train_step"), ("inference", "infer")]:
-            contenders = {
-                "cnnlab": lambda net=ours, m=method: getattr(net, m)(images, labels)
-                if m == "train_step"
-                else net.infer(images),
-                "PyTorch": lambda net=theirs, m=method: getattr(net, m)(images, labels)
-                if m == "train_step"
-                else net.infer(images),
-            }
+        tasks = {
+            "training step": {
+                "cnnlab": partial(ours.train_step, images, labels),
+                "PyTorch": partial(theirs.train_step, images, labels),
+            },
+            "inference": {
+                "cnnlab": partial(ours.infer, images),
+                "PyTorch": partial(theirs.infer, images),
+            },
+        }
+        for task, contenders in tasks.items():
             task_calls = calls * (3 if task == "inference" else 1)
             rate = time_rounds(contenders, rounds, task_calls, args.batch_size)
             rows.append((name, task, rate["cnnlab"], rate["PyTorch"]))

@@ -49,7 +49,7 @@ def with_layout(array, layout):
 
 
 def conv2d_naive(x, weight, bias, stride, padding):
-    """Loop reference: out[n, o, y, x] = sum over c, i, j of x_pad[n, c, yS + i, xS + j] w[o, c, i, j]."""
+    """Loop reference: out[n, o, y, x] = sum_{c,i,j} x_pad[n, c, yS + i, xS + j] w[o, c, i, j]."""
     n, _, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
