@@ -1,0 +1,288 @@
+"""cnnlab.optim against torch.optim: identical parameter trajectories over 25 steps in float64
+for every option, resuming from state_dict, learning-rate schedules value for value, and a
+real learning test (100% training accuracy on a small non-linear problem) per optimiser."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab import nn, optim
+from cnnlab.optim import lr_scheduler
+
+STEPS = 25
+
+CONFIGS = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3}),
+    ("SGD", {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1}),
+    ("SGD", {"lr": 0.1, "weight_decay": 0.01, "momentum": 0.5, "nesterov": True}),
+    ("Adam", {}),
+    ("Adam", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-4}),
+    ("Adam", {"lr": 0.01, "weight_decay": 0.1}),
+    ("Adam", {"lr": 0.01, "amsgrad": True}),
+    ("Adam", {"lr": 0.02, "betas": (0.3, 0.9), "weight_decay": 0.05, "amsgrad": True}),
+    ("AdamW", {}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.3}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "betas": (0.5, 0.9)}),
+    ("RMSprop", {}),
+    ("RMSprop", {"lr": 0.001, "alpha": 0.9, "eps": 1e-6}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.7}),
+    ("RMSprop", {"lr": 0.01, "centered": True}),
+    ("RMSprop", {"lr": 0.005, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
+]
+
+
+def fake_gradient(value, step):
+    """A deterministic, non-linear gradient of the current value (the same for both sides)."""
+    return np.sin(3 * value + step) + 0.1 * value**3
+
+
+def initial_values(dtype=np.float64):
+    generator = np.random.default_rng(0)
+    return [generator.standard_normal(shape).astype(dtype) for shape in [(5, 4), (4,), (3,)]]
+
+
+def run_cnnlab(name, options, values, steps, optimizer_state=None, start=0):
+    params = [nn.Parameter(value.copy()) for value in values]
+    optimizer = getattr(optim, name)(params, **options)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    trajectory = []
+    for step in range(start, start + steps):
+        optimizer.zero_grad()
+        for index, param in enumerate(params):
+            if not (index == 2 and step % 3 == 1):  # sometimes a parameter has no gradient
+                param.grad = fake_gradient(param.data, step)
+        optimizer.step()
+        trajectory.append([param.data.copy() for param in params])
+    return trajectory, optimizer
+
+
+def run_torch(name, options, values, steps):
+    params = [torch.tensor(value.copy(), requires_grad=True) for value in values]
+    optimizer = getattr(torch.optim, name)(params, foreach=False, **options)
+    trajectory = []
+    for step in range(steps):
+        optimizer.zero_grad()
+        for index, param in enumerate(params):
+            if not (index == 2 and step % 3 == 1):
+                param.grad = torch.from_numpy(fake_gradient(param.detach().numpy(), step))
+        optimizer.step()
+        trajectory.append([param.detach().numpy().copy() for param in params])
+    return trajectory
+
+
+@pytest.mark.parametrize("name, options", CONFIGS, ids=lambda c: str(c))
+def test_trajectory_matches_torch(name, options):
+    values = initial_values()
+    ours, _ = run_cnnlab(name, options, values, STEPS)
+    theirs = run_torch(name, options, values, STEPS)
+    for step, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
+        for a, b in zip(mine, reference, strict=True):
+            assert np.allclose(a, b, rtol=1e-13, atol=1e-14), f"step {step}: {np.abs(a - b).max()}"
+    assert not np.allclose(ours[-1][0], values[0])  # it moved
+
+
+@pytest.mark.parametrize("name, options", CONFIGS[1::3], ids=lambda c: str(c))
+def test_resuming_from_state_dict_is_exact_even_through_json(name, options):
+    values = initial_values()
+    uninterrupted, _ = run_cnnlab(name, options, values, 12)
+    first, optimizer = run_cnnlab(name, options, values, 5)
+    state = optimizer.state_dict()
+    # the checkpoint stores arrays as arrays and the rest as JSON: int keys become strings
+    arrays = {(k, f): v for k, entry in state["state"].items() for f, v in entry.items()}
+    revived = {"state": {str(k): {} for k in state["state"]},
+               "param_groups": json.loads(json.dumps(state["param_groups"]))}
+    for (key, field), value in arrays.items():
+        revived["state"][str(key)][field] = value
+    second, _ = run_cnnlab(name, options, first[-1], 7, optimizer_state=revived, start=5)
+    for a, b in zip(uninterrupted[-1], second[-1], strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop"])
+def test_float32_parameters_stay_float32(name):
+    params = [nn.Parameter(value) for value in initial_values(np.float32)]
+    optimizer = getattr(optim, name)(params, lr=0.01, weight_decay=0.1)
+    for step in range(3):
+        for param in params:
+            param.grad = fake_gradient(param.data, step)
+        optimizer.step()
+    assert all(param.dtype == np.float32 for param in params)
+    assert all(value.dtype == np.float32 for entry in optimizer.state
+               for value in entry.values() if isinstance(value, np.ndarray))
+
+
+def test_zero_grad_sets_grads_to_none_and_groups_keep_their_own_lr():
+    first, second = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
+    optimizer = optim.SGD([{"params": [first]}, {"params": [second], "lr": 1.0}], lr=0.1)
+    first.grad, second.grad = np.ones(2), np.ones(2)
+    optimizer.step()
+    assert np.allclose(first.data, 0.9) and np.allclose(second.data, 0.0)
+    optimizer.zero_grad()
+    assert first.grad is None and second.grad is None
+    assert [len(group["params"]) for group in optimizer.state_dict()["param_groups"]] == [1, 1]
+
+
+def test_hyperparameters_are_validated_by_name():
+    params = [nn.Parameter(np.ones(2))]
+    with pytest.raises(ValueError, match="SGD: invalid lr -1"):
+        optim.SGD(params, lr=-1)
+    with pytest.raises(ValueError, match="nesterov"):
+        optim.SGD(params, lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="beta2"):
+        optim.Adam(params, betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="RMSprop: invalid alpha"):
+        optim.RMSprop(params, alpha=-0.5)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.Adam([])
+    with pytest.raises(ValueError, match="appears twice"):
+        optim.Adam(params + params)
+    optimizer = optim.Adam(params)
+    with pytest.raises(ValueError, match="group sizes"):
+        optimizer.load_state_dict({"state": {}, "param_groups": [{"params": [0, 1]}]})
+
+
+def test_coupled_weight_decay_is_l2_penalty_with_half_the_strength():
+    """SGD(weight_decay = 2 * reg) takes the same step as SGD on loss + reg * sum(W^2)."""
+    generator = np.random.default_rng(2)
+    x, target = generator.standard_normal((8, 3)), generator.integers(0, 2, 8)
+    reg, steps = 0.05, 5
+    weights = []
+    for use_penalty in (True, False):
+        model = nn.Linear(3, 2, bias=False, generator=np.random.default_rng(9)).double()
+        optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
+                              weight_decay=0.0 if use_penalty else 2 * reg)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = nn.CrossEntropyLoss()(model(cnnlab.Tensor(x)), target)
+            if use_penalty:
+                loss = loss + nn.l2_penalty(model, reg)
+            loss.backward()
+            optimizer.step()
+        weights.append(model.weight.data)
+    assert np.allclose(weights[0], weights[1], rtol=1e-12, atol=1e-14)
+
+
+# ----- schedulers ---------------------------------------------------------------------------
+def schedules(make_ours, make_theirs, epochs=30, lr=0.1):
+    ours_optimizer = optim.SGD([nn.Parameter(np.ones(1))], lr=lr)
+    theirs_optimizer = torch.optim.SGD([torch.ones(1, requires_grad=True)], lr=lr)
+    ours, theirs = make_ours(ours_optimizer), make_theirs(theirs_optimizer)
+    ours_lrs, theirs_lrs = [ours.get_last_lr()], [theirs.get_last_lr()]
+    for _ in range(epochs):
+        ours_optimizer.step(), theirs_optimizer.step()
+        ours.step(), theirs.step()
+        ours_lrs.append(ours.get_last_lr())
+        theirs_lrs.append(theirs.get_last_lr())
+        assert ours_optimizer.param_groups[0]["lr"] == theirs_optimizer.param_groups[0]["lr"]
+    return ours_lrs, theirs_lrs
+
+
+SCHEDULES = {
+    "step": (lambda o: lr_scheduler.StepLR(o, 7, gamma=0.5),
+             lambda o: torch.optim.lr_scheduler.StepLR(o, 7, gamma=0.5)),
+    "cosine": (lambda o: lr_scheduler.CosineAnnealingLR(o, 10, eta_min=0.001),
+               lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 10, eta_min=0.001)),
+    "linear": (lambda o: lr_scheduler.LinearLR(o, 0.1, total_iters=6),
+               lambda o: torch.optim.lr_scheduler.LinearLR(o, 0.1, total_iters=6)),
+    "decay": (lambda o: lr_scheduler.LinearLR(o, 1.0, 0.2, total_iters=4),
+              lambda o: torch.optim.lr_scheduler.LinearLR(o, 1.0, 0.2, total_iters=4)),
+    "warmup-cosine": (
+        lambda o: lr_scheduler.SequentialLR(
+            o, [lr_scheduler.LinearLR(o, 0.01, total_iters=5),
+                lr_scheduler.CosineAnnealingLR(o, 20)], milestones=[5]),
+        lambda o: torch.optim.lr_scheduler.SequentialLR(
+            o, [torch.optim.lr_scheduler.LinearLR(o, 0.01, total_iters=5),
+                torch.optim.lr_scheduler.CosineAnnealingLR(o, 20)], milestones=[5]),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_schedules_give_torchs_lrs_exactly(kind):
+    ours, theirs = schedules(*SCHEDULES[kind])
+    assert ours == theirs
+    assert len(set(map(tuple, ours))) > 3  # the lr really changes
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_schedules_resume_from_state_dict(kind):
+    make = SCHEDULES[kind][0]
+
+    def build():
+        optimizer = optim.SGD([nn.Parameter(np.ones(1))], lr=0.1)
+        return optimizer, make(optimizer)
+
+    optimizer, scheduler = build()
+    lrs = []
+    for epoch in range(20):
+        if epoch == 8:
+            saved = (json.loads(json.dumps(optimizer.state_dict()["param_groups"])),
+                     json.loads(json.dumps(scheduler.state_dict())))
+            optimizer, scheduler = build()
+            optimizer.load_state_dict({"state": {}, "param_groups": saved[0]})
+            scheduler.load_state_dict(saved[1])
+        optimizer.step()
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr())
+    _, reference_scheduler = build()
+    reference = []
+    for _ in range(20):
+        reference_scheduler.optimizer.step()
+        reference_scheduler.step()
+        reference.append(reference_scheduler.get_last_lr())
+    assert lrs == reference
+
+
+def test_scheduler_arguments_are_validated():
+    optimizer = optim.SGD([nn.Parameter(np.ones(1))], lr=0.1)
+    with pytest.raises(ValueError, match="step_size must be a positive int"):
+        lr_scheduler.StepLR(optimizer, 0)
+    with pytest.raises(ValueError, match="start_factor"):
+        lr_scheduler.LinearLR(optimizer, start_factor=0)
+    with pytest.raises(TypeError, match="expected an Optimizer"):
+        lr_scheduler.CosineAnnealingLR(object(), 5)
+
+
+# ----- learning -------------------------------------------------------------------------------
+def xor_blobs(count=120, seed=0):
+    """Four clusters at the corners of a square; opposite corners share a class (XOR), so no
+    linear classifier separates them and the hidden layer has to learn."""
+    generator = np.random.default_rng(seed)
+    corners = np.array([[1, 1], [-1, -1], [1, -1], [-1, 1]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1])
+    which = generator.integers(0, 4, count)
+    points = corners[which] + 0.25 * generator.standard_normal((count, 2)).astype(np.float32)
+    return points, labels[which]
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("SGD", {"lr": 0.1, "momentum": 0.9}), ("Adam", {"lr": 0.02}),
+     ("AdamW", {"lr": 0.02}), ("RMSprop", {"lr": 0.01})],
+)
+def test_each_optimiser_learns_xor_to_full_training_accuracy(name, options):
+    cnnlab.manual_seed(0)
+    points, labels = xor_blobs()
+    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
+    optimizer = getattr(optim, name)(model.parameters(), **options)
+    criterion = nn.CrossEntropyLoss()
+
+    def accuracy():
+        with cnnlab.no_grad():
+            return float((model(cnnlab.Tensor(points)).data.argmax(axis=1) == labels).mean())
+
+    assert accuracy() < 0.9
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss = criterion(model(cnnlab.Tensor(points)), labels)
+        loss.backward()
+        optimizer.step()
+    assert accuracy() == 1.0
+    assert loss.item() < 0.2
