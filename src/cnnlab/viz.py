@@ -89,3 +89,118 @@ def plot_confusion_matrix(matrix, classes, path, title="confusion matrix") -> Pa
                 axes.text(column, row, f"{value:g}", ha="center", va="center", fontsize=8,
                           color="white" if value > threshold else "black")
     return _save(figure, path)
+
+
+# ----- pictures of a model: templates, filters, activation maps, receptive field, comparison ---
+CELL_INCHES = 1.6  # one picture of a grid: 160 pixels at the 100 dpi of `_save`
+TITLE_INCHES = 0.5  # the band above a grid for its title
+
+
+def grid_shape(count, columns=None) -> tuple[int, int]:
+    """(rows, columns) for `count` pictures: `columns` wide (Default: a near-square grid, at
+    most 10 wide), never wider than `count`."""
+    if columns is None:
+        columns = min(10, int(np.ceil(np.sqrt(count))))
+    columns = max(1, min(int(columns), count))
+    return int(np.ceil(count / columns)), columns
+
+
+def save_image_grid(images, path, titles=None, columns=None, title=None, cmap="gray") -> Path:
+    """Pictures in a grid, one per cell, each with an optional caption.
+
+    Args:
+        images: (N, H, W) grey or (N, H, W, 3) colour, values in [0, 1] (see
+            cnnlab.pictures: template_images, filter_images, activation_maps).
+        path: the PNG to write: CELL_INCHES * columns wide and CELL_INCHES * rows +
+            TITLE_INCHES high, at 100 pixels an inch.
+        titles: N captions (class names, channel numbers). Default: none.
+        columns: pictures per row. Default: see `grid_shape`.
+        title: text above the grid. Default: none.
+        cmap: colour map for grey pictures, shown from 0 to 1. Default: "gray".
+    """
+    images = np.asarray(images, dtype=float)
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3) or not len(images):
+        raise ValueError(
+            f"save_image_grid: expected (N, H, W) or (N, H, W, 3) images, got {images.shape}"
+        )
+    rows, columns = grid_shape(len(images), columns)
+    figure = Figure(figsize=(CELL_INCHES * columns, CELL_INCHES * rows + TITLE_INCHES),
+                    layout="constrained")
+    axes = np.asarray(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for index, cell in enumerate(axes):
+        cell.set_axis_off()
+        if index < len(images):
+            cell.imshow(np.clip(images[index], 0, 1), cmap=cmap, vmin=0, vmax=1,
+                        interpolation="nearest")
+            if titles is not None:
+                cell.set_title(str(titles[index]), fontsize=8)
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
+
+
+def save_receptive_field(image, box, path, title=None) -> Path:
+    """An input image with the box of input pixels one output sees drawn on it (500 x 500 PNG).
+
+    Args:
+        image: (H, W) grey or (H, W, 3) colour in [0, 1].
+        box: (top, left, bottom, right) inclusive pixel indices (see
+            cnnlab.pictures.receptive_field_overlay).
+        path: the PNG to write.
+        title: e.g. "conv2: receptive field 10 x 10". Default: none.
+    """
+    image = np.asarray(image, dtype=float)
+    top, left, bottom, right = box
+    figure = Figure(figsize=(5, 5), layout="constrained")
+    axes = figure.subplots()
+    axes.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    edges_x = [left - 0.5, right + 0.5, right + 0.5, left - 0.5, left - 0.5]
+    edges_y = [top - 0.5, top - 0.5, bottom + 0.5, bottom + 0.5, top - 0.5]
+    axes.plot(edges_x, edges_y, color="red", linewidth=2)
+    axes.plot([(left + right) / 2], [(top + bottom) / 2], "r+", markersize=12)
+    axes.set_xlim(-0.5, image.shape[1] - 0.5)
+    axes.set_ylim(image.shape[0] - 0.5, -0.5)
+    axes.set_axis_off()
+    if title:
+        axes.set_title(title)
+    return _save(figure, path)
+
+
+def save_bar_chart(names, accuracy, seconds, path, reference=None, reference_label=None,
+                   title=None) -> Path:
+    """Test accuracy and training time of several models side by side (1000 x 400 PNG).
+
+    Args:
+        names: M model names; accuracy: M values in 0..1; seconds: M training times.
+        path: the PNG to write.
+        reference: an accuracy to draw as a dashed line (a published result). Default: none.
+        reference_label: its legend text.
+        title: text above both panels.
+    """
+    names = [str(name) for name in names]
+    accuracy, seconds = np.asarray(accuracy, dtype=float), np.asarray(seconds, dtype=float)
+    if accuracy.shape != (len(names),) or seconds.shape != (len(names),):
+        raise ValueError(
+            f"save_bar_chart: expected {len(names)} accuracies and times, got shapes "
+            f"{accuracy.shape} and {seconds.shape}"
+        )
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    accuracy_axes, time_axes = figure.subplots(1, 2)
+    positions = np.arange(len(names))
+    bars = accuracy_axes.bar(positions, accuracy, color="tab:blue")
+    accuracy_axes.bar_label(bars, fmt="%.3f", fontsize=8)
+    accuracy_axes.set_ylim(0, 1.05)
+    accuracy_axes.set_ylabel("test accuracy")
+    if reference is not None:
+        accuracy_axes.axhline(reference, color="tab:red", linestyle="--",
+                              label=reference_label or f"reference {reference:.3f}")
+        accuracy_axes.legend(loc="lower right")
+    bars = time_axes.bar(positions, seconds, color="tab:orange")
+    time_axes.bar_label(bars, fmt="%.1f", fontsize=8)
+    time_axes.set_ylabel("training time (s)")
+    for axes in (accuracy_axes, time_axes):
+        axes.set_xticks(positions, names, rotation=15)
+        axes.grid(True, axis="y", alpha=0.3)
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
