@@ -1,18 +1,21 @@
 """pictures: the array side of the pictures (rescaling, templates, filters, activation maps,
-receptive-field boxes) for grey and colour models."""
+receptive-field boxes), and every picture of a grey and a colour model written as a valid,
+non-blank PNG of the expected size."""
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from cnnlab import nn
+from cnnlab import nn, viz
 from cnnlab.pictures import (
     activation_maps,
     display_image,
     filter_images,
     first_conv_weight,
-    grid_shape,
     linear_template_weight,
+    model_input,
     receptive_field_overlay,
+    save_model_pictures,
     template_images,
     unit_scale,
 )
@@ -92,5 +95,60 @@ def test_display_image_and_grid_shape():
     assert display_image(np.full((1, 4, 5), 255, np.uint8)).max() == 1.0
     normalised = display_image(np.linspace(-2, 3, 20).reshape(1, 4, 5))
     assert normalised.min() == 0 and normalised.max() == 1
-    assert grid_shape(10) == (3, 4) and grid_shape(10, columns=5) == (2, 5)
-    assert grid_shape(3, columns=10) == (1, 3)
+    assert viz.grid_shape(10) == (3, 4) and viz.grid_shape(10, columns=5) == (2, 5)
+    assert viz.grid_shape(3, columns=10) == (1, 3)
+    pixels = np.full((3, 2, 2), 255, np.uint8)
+    assert np.allclose(model_input(pixels, [0.5, 0.5, 0.0], [0.5, 0.25, 1.0])[:, 0, 0], [1, 2, 1])
+
+
+def grid_pixels(count, columns=None):
+    """The pixel size (width, height) viz.save_image_grid gives `count` pictures."""
+    rows, columns = viz.grid_shape(count, columns)
+    return (round(100 * viz.CELL_INCHES * columns),
+            round(100 * (viz.CELL_INCHES * rows + viz.TITLE_INCHES)))  # fmt: skip
+
+
+def assert_png(path, size):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == size, (path, image.size)
+        pixels = np.asarray(image.convert("RGB"), dtype=float)
+    assert pixels.std() > 0, f"{path} is blank"
+    return pixels
+
+
+def metadata(channels):
+    return {
+        "classes": [f"class {k}" for k in range(10)],
+        "preprocessing": {"channels": channels, "input_size": [16, 16],
+                          "mean": [0.5] * channels, "std": [0.25] * channels},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_picture_of_a_cnn_is_a_valid_non_blank_png(tmp_path, channels):
+    image = np.random.default_rng(4).integers(0, 256, size=(channels, 16, 16), dtype=np.uint8)
+    paths = save_model_pictures(cnn(channels), metadata(channels), tmp_path, image=image)
+    names = [path.name for path in paths]
+    assert names == ["filters.png", "activations_conv1.png", "activations_conv2.png",
+                     "receptive_field.png"]  # fmt: skip
+    assert_png(paths[0], grid_pixels(6))
+    assert_png(paths[1], grid_pixels(6))
+    assert_png(paths[2], grid_pixels(4))
+    overlay = assert_png(paths[3], (500, 500))
+    red = (overlay[..., 0] > 200) & (overlay[..., 1] < 60) & (overlay[..., 2] < 60)
+    assert red.sum() > 100  # the box is drawn
+    if channels == 3:  # colour stays colour: the input image's channels differ
+        with Image.open(paths[3]) as picture:
+            rgb = np.asarray(picture.convert("RGB"), dtype=float)
+        assert np.abs(rgb[..., 0] - rgb[..., 1])[~red].max() > 50
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_linear_classifier_gets_its_templates(tmp_path, channels):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(channels * 16 * 16, 10))
+    image = np.zeros((channels, 16, 16), np.uint8)
+    paths = save_model_pictures(model, metadata(channels), tmp_path, image=image)
+    assert [path.name for path in paths] == ["templates.png"]
+    pixels = assert_png(paths[0], grid_pixels(10, columns=5))
+    colourful = np.abs(pixels[..., 0] - pixels[..., 2]).max() > 50
+    assert colourful == (channels == 3)
