@@ -8,6 +8,7 @@ hands them to `cnnlab.viz`, one PNG each, for `cnnlab viz RUN_DIR`.
 Display images are (H, W) for grey or (H, W, 3) for colour, floats in [0, 1].
 """
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -288,3 +289,16 @@ def save_model_pictures(model, metadata, out_dir, image=None, layer=None):
             )
         )
     return paths
+
+
+def copy_into(paths, out_dir):
+    """Copy files into out_dir (unless they are there already); returns the paths in out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in map(Path, paths):
+        target = out_dir / path.name
+        if not target.exists() or not target.samefile(path):
+            shutil.copyfile(path, target)
+        copies.append(target)
+    return copies
