@@ -300,7 +300,7 @@ def format_summary(records, input_shape=None):
 
 
 def _shape_text(shape):
-    return "(" + ", ".join(str(size) for size in shape) + ")"
+    return str(tuple(int(size) for size in shape))
 
 
 # ----- running a model layer by layer ----------------------------------------------------------
