@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cnnlab.nn.module import Module
 from cnnlab.shapes import dropped_pixels, output_hw, pair, receptive_field
 from cnnlab.tensor import Tensor, no_grad
 
@@ -345,9 +344,9 @@ def translate(x, shift):
     return out
 
 
-def _call(fn, x, as_tensor):
+def _call(fn, x):
     with no_grad():
-        y = fn(Tensor(x) if as_tensor else x)
+        y = fn(Tensor(x))
     return np.asarray(y.data if isinstance(y, Tensor) else y, dtype=np.float64)
 
 
@@ -356,7 +355,8 @@ def equivariance_error(fn, x, shift, jump=None):
 
     Args:
         fn: a Module or any callable mapping (N, C, H, W) to (N, C', H', W'), returning a
-            Tensor or an ndarray.
+            Tensor or an ndarray. It is given a cnnlab Tensor (NumPy functions take it too,
+            through __array__), under no_grad.
         x: (N, C, H, W) ndarray or Tensor.
         shift: (dy, dx) in input pixels, multiples of the jump on each axis.
         jump: (h, w) input pixels between neighbouring outputs, e.g. a summary record's `jump`.
@@ -369,12 +369,11 @@ def equivariance_error(fn, x, shift, jump=None):
         max |fn(translate(x, shift)) - translate(fn(x), shift / jump)| over the outputs at
         least a quarter of the output size away from every border, divided by max |fn(x)|.
     """
-    as_tensor = isinstance(x, Tensor) or isinstance(fn, Module)
     x = np.asarray(x.data if isinstance(x, Tensor) else x)
     if x.ndim != 4:
         raise ValueError(f"equivariance_error: expected x of shape (N, C, H, W), got {x.shape}")
     shift = pair(shift, "shift")
-    y = _call(fn, x, as_tensor)
+    y = _call(fn, x)
     if y.ndim != 4:
         raise ValueError(f"equivariance_error: fn must return (N, C', H', W'), got shape {y.shape}")
     if jump is None:
@@ -386,7 +385,7 @@ def equivariance_error(fn, x, shift, jump=None):
             f"(input {x.shape[2:]} -> output {y.shape[2:]})"
         )
     output_shift = (shift[0] // jump[0], shift[1] // jump[1])
-    shifted = _call(fn, translate(x, shift), as_tensor)
+    shifted = _call(fn, translate(x, shift))
     expected = translate(y, output_shift)
     margin_h, margin_w = y.shape[2] // 4, y.shape[3] // 4
     inner = (..., slice(margin_h, y.shape[2] - margin_h), slice(margin_w, y.shape[3] - margin_w))
