@@ -15,6 +15,7 @@ from cnnlab.analysis import (
     summary,
     translate,
 )
+from cnnlab.models import build_model
 from cnnlab.nn import functional as F
 
 
@@ -104,6 +105,17 @@ def test_predicted_shapes_equal_a_real_forward_pass(make, input_shape):
     assert model(cnnlab.Tensor(x)).shape == records[-1].output_shape
 
 
+@pytest.mark.parametrize("name", ["linear", "svm", "mlp", "cnn", "cnn-bn"])
+@pytest.mark.parametrize("input_shape", [(1, 28, 28), (3, 30, 30)])
+def test_summary_of_every_model_in_the_family_matches_its_forward_pass(name, input_shape):
+    model = build_model(name, in_channels=input_shape[0], num_classes=10,
+                        input_size=input_shape[1:]).eval()  # fmt: skip
+    x = np.zeros((2, *input_shape), dtype=np.float32)
+    records = summary(model, x.shape)
+    assert [r.output_shape for r in records] == [out.shape for _, out in layer_outputs(model, x)]
+    assert sum(r.params for r in records) == sum(p.data.size for p in model.parameters())
+
+
 def footprint(model, x, layer_index, position):
     """Bounding box (top, left, bottom, right) of the nonzero input gradient of one output."""
     x = cnnlab.Tensor(x, requires_grad=True)
@@ -183,6 +195,8 @@ def test_equivariance_is_small_for_conv_and_pool_and_large_for_a_dense_layer():
     assert equivariance_error(conv, x, (4, -4), jump=summary(conv, x.shape)[-1].jump) < 1e-5
     pool = lambda images: F.max_pool2d(images, 2)  # noqa: E731  a plain function on ndarrays
     assert equivariance_error(pool, x, (2, 0)) < 1e-6
+    subsample = lambda images: np.asarray(images)[..., ::2, ::2]  # noqa: E731  NumPy only
+    assert equivariance_error(subsample, cnnlab.Tensor(x), (2, 4)) == 0
     dense = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 4 * 8 * 8))
     reshaped = lambda images: dense(images).reshape(-1, 4, 8, 8)  # noqa: E731
     assert equivariance_error(reshaped, cnnlab.Tensor(x), (4, 4)) > 0.3
