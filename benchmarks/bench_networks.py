@@ -4,7 +4,8 @@
 
 For fmnist-cnn (1 x 28 x 28) and cifar-cnn (3 x 32 x 32) it builds the network in cnnlab and
 in PyTorch with the same weights, then times a training step (forward, cross-entropy,
-backward, SGD with momentum 0.9) and an inference pass (no graph), alternating the two
+backward, SGD with momentum 0.9; cnnlab.nn modules and cnnlab.optim.SGD against torch.nn and
+torch.optim.SGD) and an inference pass (no graph), alternating the two
 libraries round by round so that both see the same machine load. It prints images per second
 (the median over rounds) and the ratio cnnlab / PyTorch as a Markdown table, and the machine.
 """
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 import cnnlab
-import cnnlab.nn.functional as F
+import cnnlab.nn
+import cnnlab.optim
 
 # Each layer: ("conv", C_in, C_out) 3x3 padding 1, ("pool",) 2x2 max, ("relu",), ("flatten",),
 # ("linear", in_features, out_features).
@@ -64,45 +66,39 @@ def make_weights(layers, rng):
 
 
 class CnnlabNetwork:
-    """The network on cnnlab tensors: functional ops and a hand-written SGD with momentum."""
+    """The network in cnnlab: nn modules, CrossEntropyLoss and optim.SGD with momentum."""
 
     def __init__(self, layers, weights):
-        self.layers = layers
-        self.params = [cnnlab.Tensor(w.copy(), requires_grad=True) for w in weights]
-        self.velocity = [None] * len(self.params)
-
-    def forward(self, x):
-        params = iter(self.params)
-        for layer in self.layers:
+        modules = []
+        for layer in layers:
             if layer[0] == "conv":
-                x = F.conv2d(x, next(params), next(params), padding=1)
+                modules.append(cnnlab.nn.Conv2d(layer[1], layer[2], 3, padding=1))
             elif layer[0] == "relu":
-                x = F.relu(x)
+                modules.append(cnnlab.nn.ReLU())
             elif layer[0] == "pool":
-                x = F.max_pool2d(x, 2)
+                modules.append(cnnlab.nn.MaxPool2d(2))
             elif layer[0] == "flatten":
-                x = x.reshape(x.shape[0], -1)
+                modules.append(cnnlab.nn.Flatten())
             else:
-                x = F.linear(x, next(params), next(params))
-        return x
+                modules.append(cnnlab.nn.Linear(layer[1], layer[2]))
+        self.model = cnnlab.nn.Sequential(*modules)
+        names = [name for name, _ in self.model.named_parameters()]
+        self.model.load_state_dict(dict(zip(names, weights, strict=True)))
+        self.optimizer = cnnlab.optim.SGD(
+            self.model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM
+        )
+        self.loss = cnnlab.nn.CrossEntropyLoss()
 
     def train_step(self, images, labels):
-        for param in self.params:
-            param.grad = None
-        loss = F.cross_entropy(self.forward(cnnlab.Tensor(images)), labels)
+        self.optimizer.zero_grad()
+        loss = self.loss(self.model(cnnlab.Tensor(images)), labels)
         loss.backward()
-        for k, param in enumerate(self.params):  # torch.optim.SGD's update, dampening 0
-            if self.velocity[k] is None:
-                self.velocity[k] = param.grad.copy()
-            else:
-                self.velocity[k] *= MOMENTUM
-                self.velocity[k] += param.grad
-            param.data -= LEARNING_RATE * self.velocity[k]
+        self.optimizer.step()
         return loss.item()
 
     def infer(self, images):
         with cnnlab.no_grad():
-            return self.forward(cnnlab.Tensor(images)).data
+            return self.model(cnnlab.Tensor(images)).data
 
 
 class TorchNetwork:

@@ -18,7 +18,7 @@ import torch.nn.functional as TF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnlab.ops.conv import Conv2d
+from cnnlab.ops.conv import BLAS, Conv2d
 from cnnlab.ops.pool import AvgPool2d, MaxPool2d
 
 TOLERANCE = {np.float64: 1e-8, np.float32: 2e-4}
@@ -383,3 +383,37 @@ def test_pool_keeps_float32_and_returns_nhwc_memory():
         )
         assert out.dtype == grad.dtype == np.float32
         assert out.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+# ----- the accumulating GEMM behind the conv input gradient --------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_accumulate_matches_numpy(dtype):
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((40, 7)).astype(dtype), rng.standard_normal((7, 5)).astype(dtype)
+    cases = [
+        (a, b),  # plain row-major operands
+        (np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T),  # transposed views
+        (a[::2], b),  # rows with gaps: still BLAS-readable (leading dimension 14)
+        (a[:, ::2], b[::2]),  # columns with gaps: NumPy fallback
+        (a, b.astype(np.float64 if dtype == np.float32 else np.float32)),  # mixed: fallback
+    ]
+    for left, right in cases:
+        out = np.ones((left.shape[0], 5 * 2), dtype)[:, ::2]  # gapped output: fallback
+        expected = out + left @ right
+        BLAS.gemm_accumulate(left, right, out)
+        np.testing.assert_allclose(out, expected, rtol=1e-5)
+        out = np.ones((left.shape[0], 5), dtype)
+        expected = out + left @ right
+        BLAS.gemm_accumulate(left, right, out)
+        np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_conv2d_same_numbers_without_numpy_blas(monkeypatch):
+    rng = np.random.default_rng(10)
+    x, weight = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2))
+    upstream = rng.standard_normal((2, 4, 7, 7))
+    options = {"stride": (1, 1), "padding": (1, 1)}
+    _, (grad_x, _) = run(Conv2d, [x, weight], upstream, **options)
+    monkeypatch.setattr(BLAS, "functions", {})
+    _, (fallback_grad_x, _) = run(Conv2d, [x, weight], upstream, **options)
+    assert relative_error(fallback_grad_x, grad_x) <= 1e-12

@@ -21,11 +21,91 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
   slice additions.
 """
 
+import ctypes
+import glob
+import os
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from cnnlab.ops.function import Function
 from cnnlab.shapes import output_hw
+
+
+class _NumpyBlas:
+    """out += a @ b in one call to NumPy's own bundled OpenBLAS (GEMM with beta = 1).
+
+    NumPy's matmul cannot accumulate into its output, so `out += a @ b` costs a temporary and
+    an extra pass over memory; for the KH * KW products of the conv input gradient that is most
+    of the time. NumPy's wheels ship OpenBLAS (ILP64, symbols prefixed `scipy_`); when that
+    library is found and passes a self-test, `gemm_accumulate` calls its cblas_?gemm directly
+    (the same library and threads NumPy uses). Anywhere else it falls back to NumPy.
+    """
+
+    ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+    def __init__(self):
+        self.functions = {}
+        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+        for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so"))):
+            try:
+                library = ctypes.CDLL(path)
+                pairs = [(np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)]
+                for dtype, letter, scalar in pairs:
+                    function = getattr(library, f"scipy_cblas_{letter}gemm64_")
+                    integer, enum = ctypes.c_int64, ctypes.c_int
+                    function.argtypes = [enum, enum, enum, integer, integer, integer, scalar,
+                                         ctypes.c_void_p, integer, ctypes.c_void_p, integer,
+                                         scalar, ctypes.c_void_p, integer]  # fmt: skip
+                    function.restype = None
+                    self.functions[np.dtype(dtype)] = function
+                if self._self_test():
+                    return
+            except (OSError, AttributeError):
+                pass
+            self.functions = {}
+
+    def _self_test(self):
+        rng = np.random.default_rng(0)
+        for dtype in self.functions:
+            a, b = (
+                rng.standard_normal((7, 5)).astype(dtype),
+                rng.standard_normal((3, 5)).astype(dtype),
+            )
+            out = np.ones((7, 3), dtype)
+            self.gemm_accumulate(a, b.T, out)
+            if not np.allclose(out, 1 + a @ b.T, rtol=1e-4):
+                return False
+        return True
+
+    def _operand(self, array):
+        """(pointer, leading dimension, transposed?) of a 2-D array BLAS can read, else None."""
+        item = array.itemsize
+        if array.strides[1] == item and array.strides[0] >= max(array.shape[1], 1) * item:
+            return array.ctypes.data, array.strides[0] // item, self.NO_TRANS
+        if array.strides[0] == item and array.strides[1] >= max(array.shape[0], 1) * item:
+            return array.ctypes.data, array.strides[1] // item, self.TRANS
+        return None
+
+    def gemm_accumulate(self, a, b, out):
+        """out += a @ b for 2-D arrays: a (M, K), b (K, N), out (M, N)."""
+        function = self.functions.get(out.dtype)
+        operands = None
+        if function is not None and a.dtype == b.dtype == out.dtype and min(a.shape + b.shape) > 0:
+            operands = [self._operand(array) for array in (a, b)]
+            target = self._operand(out)
+            if None in operands or target is None or target[2] != self.NO_TRANS:
+                operands = None
+        if operands is None:
+            out += a @ b
+            return
+        (a_ptr, lda, trans_a), (b_ptr, ldb, trans_b) = operands
+        m, k = a.shape
+        function(self.ROW_MAJOR, trans_a, trans_b, m, out.shape[1], k, 1.0, a_ptr, lda,
+                 b_ptr, ldb, 1.0, out.ctypes.data, out.strides[0] // out.itemsize)  # fmt: skip
+
+
+BLAS = _NumpyBlas()
 
 
 def float_dtype(*arrays):
@@ -160,14 +240,11 @@ class Conv2d(Function):
             rows = grid.shape[0]
             taps = np.ascontiguousarray(self.weight.transpose(2, 3, 0, 1))  # (KH, KW, C_out, C_in)
             grad_padded = np.matmul(grid, taps[0, 0])  # tap (0, 0) shifts by 0 rows
-            product = np.empty_like(grad_padded)
             for i in range(kh):
                 for j in range(kw):
                     shift = i * padded_w + j
-                    if shift == 0:
-                        continue
-                    np.matmul(grid[: rows - shift], taps[i, j], out=product[: rows - shift])
-                    grad_padded[shift:] += product[: rows - shift]
+                    if shift > 0:
+                        BLAS.gemm_accumulate(grid[: rows - shift], taps[i, j], grad_padded[shift:])
             grad_padded = grad_padded.reshape(n, padded_h, padded_w, c_in)
         else:
             weight_matrix = self.weight.transpose(0, 2, 3, 1).reshape(c_out, -1)
