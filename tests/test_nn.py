@@ -10,9 +10,10 @@ import torch
 
 import cnnlab
 from cnnlab import nn
+from cnnlab.nn import functional as F
 from torch_mirror import torch_twin
 
-from helpers import relative_error
+from helpers import assert_gradcheck, relative_error
 
 rng = np.random.default_rng(3)
 TOLERANCE = 1e-10  # float64
@@ -325,3 +326,17 @@ def test_l2_penalty_counts_weights_only_and_its_gradient_is_two_reg_w():
     assert explicit.item() == pytest.approx(2.0 * float((model[0].bias.data ** 2).sum()), rel=1e-6)
     with pytest.raises(ValueError, match="reg must be a non-negative number"):
         nn.l2_penalty(model, -1)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 2, 3)])
+def test_functional_batch_norm_passes_gradcheck(training, shape):
+    """The fused primitive's closed-form backward against central differences."""
+    running_mean, running_var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    assert_gradcheck(
+        lambda x, w, b: F.batch_norm(x, running_mean.copy(), running_var.copy(), w, b,
+                                     training=training),
+        rng.standard_normal(shape), rng.uniform(0.5, 2, 3), rng.standard_normal(3),
+    )
+    assert_gradcheck(lambda x: F.batch_norm(x, None, None, training=True) * 2.0,
+                     rng.standard_normal(shape))

@@ -8,7 +8,7 @@ composes a few); layers in `cnnlab.nn` are thin wrappers around these.
 import numpy as np
 
 from cnnlab import rng as _rng
-from cnnlab.ops import conv, elementwise, loss, pool
+from cnnlab.ops import conv, elementwise, loss, norm, pool
 from cnnlab.shapes import pair
 from cnnlab.tensor import Tensor
 
@@ -126,6 +126,49 @@ def log_softmax(x, dim):
 def softmax(x, dim):
     """exp(x) / sum(exp(x)) along `dim`, computed stably as exp(log_softmax(x))."""
     return log_softmax(x, dim).exp()
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Normalise each channel (axis 1) to zero mean and unit variance, then scale and shift.
+
+    x: (N, C) or (N, C, *spatial); running_mean, running_var: (C,) arrays or None;
+    weight, bias: (C,) or None -> x's shape. In training (or without running statistics) the
+    batch's mean and biased variance over every axis but 1 are used, and the running
+    statistics, when given, are updated in place: running = (1 - momentum) * running +
+    momentum * batch, with the unbiased variance, as torch. Otherwise the running ones are.
+    """
+    x = _as_tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input of shape (N, C, ...), got {x.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    channel_shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    use_batch = training or running_mean is None
+    if use_batch:
+        count = x.size // x.shape[1]
+        if count <= 1:
+            raise ValueError(
+                f"batch_norm: expected more than 1 value per channel when training, "
+                f"got input of shape {x.shape}"
+            )
+        mean = x.data.mean(axis=axes, keepdims=True)
+        squares = x.data - mean
+        variance = np.square(squares, out=squares).mean(axis=axes, keepdims=True)
+        if training and running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += (momentum * mean.reshape(-1)).astype(running_mean.dtype)
+            unbiased = variance.reshape(-1) * (count / (count - 1))
+            running_var *= 1 - momentum
+            running_var += (momentum * unbiased).astype(running_var.dtype)
+    else:
+        mean = running_mean.reshape(channel_shape).astype(x.dtype)
+        variance = running_var.reshape(channel_shape).astype(x.dtype)
+    inv_std = (1 / np.sqrt(variance + eps)).astype(x.dtype, copy=False)
+    inputs = (x,) if weight is None else (x, weight, bias)
+    return Tensor._make(
+        norm.BatchNorm, *inputs, mean=mean.astype(x.dtype, copy=False), inv_std=inv_std,
+        batch_stats=use_batch,
+    )
 
 
 def dropout(x, p=0.5, training=True, generator=None):

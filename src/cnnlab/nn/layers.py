@@ -315,42 +315,17 @@ class _BatchNorm(Module):
     def forward(self, x):
         x = x if isinstance(x, Tensor) else Tensor(x)
         self._check_input(x)
-        axes = (0,) + tuple(range(2, x.ndim))
-        channel_shape = (1, self.num_features) + (1,) * (x.ndim - 2)
-        use_batch_stats = self.training or not self.track_running_stats
-        if use_batch_stats:
-            count = x.size // self.num_features
-            if count <= 1:
-                raise ValueError(
-                    f"{type(self).__name__}: expected more than 1 value per channel when "
-                    f"training, got input of shape {tuple(x.shape)}"
-                )
-            mean = x.mean(axis=axes, keepdims=True)
-            centered = x - mean
-            variance = (centered * centered).mean(axis=axes, keepdims=True)  # biased
-            if self.training and self.track_running_stats:
-                self._update_running_stats(mean.data, variance.data, count)
-            inverse_std = (variance + self.eps) ** -0.5
-        else:
-            centered = x - Tensor(self.running_mean.reshape(channel_shape).astype(x.dtype))
-            inverse_std = Tensor((self.running_var.reshape(channel_shape) + self.eps) ** -0.5)
-            inverse_std = Tensor(inverse_std.data.astype(x.dtype))
-        if not self.affine:
-            return centered * inverse_std
-        scale = inverse_std * self.weight.reshape(channel_shape)
-        return centered * scale + self.bias.reshape(channel_shape)
-
-    def _update_running_stats(self, mean, variance, count):
-        """running = (1 - momentum) * running + momentum * batch, with the unbiased variance;
-        momentum None gives the cumulative average, as torch."""
-        self.num_batches_tracked = self.num_batches_tracked + 1
-        factor = self.momentum
-        if factor is None:
-            factor = 1.0 / float(self.num_batches_tracked)
-        mean = mean.reshape(-1).astype(self.running_mean.dtype)
-        unbiased = (variance.reshape(-1) * (count / (count - 1))).astype(self.running_var.dtype)
-        self.running_mean = (1 - factor) * self.running_mean + factor * mean
-        self.running_var = (1 - factor) * self.running_var + factor * unbiased
+        factor = 0.0
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked = self.num_batches_tracked + 1
+            # momentum None: the cumulative average of the batch statistics, as torch
+            factor = self.momentum if self.momentum is not None else (
+                1.0 / float(self.num_batches_tracked))
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias,
+            training=self.training or not self.track_running_stats, momentum=factor,
+            eps=self.eps,
+        )
 
     def extra_repr(self):
         text = f"{self.num_features}"

@@ -1,0 +1,58 @@
+"""Batch normalisation: normalise each channel (axis 1), then scale and shift it.
+
+x: (N, C) or (N, C, *spatial); weight, bias: (C,) or omitted -> out of x's shape.
+
+    x_hat = (x - mean) * inv_std,  inv_std = 1 / sqrt(var + eps)
+    out = x_hat * weight + bias
+
+mean and inv_std arrive as options shaped (1, C, 1, ...): the caller (F.batch_norm) takes them
+from the batch in training and from the running statistics in eval. Fused because composing
+it from sum, sub, mul and pow costs about three times the memory passes, and the
+batch-statistics backward has a closed form (means over every axis but 1):
+
+    grad_x = weight * inv_std * (g - mean(g) - x_hat * mean(g * x_hat))   (batch statistics)
+    grad_x = weight * inv_std * g                                         (running statistics)
+    grad_weight = sum(g * x_hat),  grad_bias = sum(g)
+"""
+
+from cnnlab.ops.function import Function
+
+
+class BatchNorm(Function):
+    """out = (x - mean) * inv_std * weight + bias, per channel on axis 1."""
+
+    def forward(self, x, weight=None, bias=None, *, mean, inv_std, batch_stats):
+        self.axes = (0,) + tuple(range(2, x.ndim))
+        self.channel_shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        self.x_hat = x - mean
+        self.x_hat *= inv_std
+        self.inv_std, self.batch_stats, self.weight = inv_std, batch_stats, weight
+        if weight is None:
+            return self.x_hat
+        out = self.x_hat * weight.reshape(self.channel_shape)
+        out += bias.reshape(self.channel_shape)
+        return out
+
+    def backward(self, grad_output):
+        needs, x_hat = self.needs_input_grad, self.x_hat
+        grads = [None] * len(needs)
+        grad_x_hat_sum = (grad_output * x_hat).sum(axis=self.axes, keepdims=True)
+        grad_sum = grad_output.sum(axis=self.axes, keepdims=True)
+        if needs[0]:
+            scale = self.inv_std
+            if self.weight is not None:
+                scale = scale * self.weight.reshape(self.channel_shape)
+            if self.batch_stats:  # in place, one temporary: the memory passes are the cost
+                count = grad_output.size // grad_output.shape[1]
+                grad_x = x_hat * (-grad_x_hat_sum / count)
+                grad_x += grad_output
+                grad_x -= grad_sum / count
+                grad_x *= scale
+            else:
+                grad_x = grad_output * scale
+            grads[0] = grad_x.astype(grad_output.dtype, copy=False)
+        if len(needs) == 3:
+            grads[1] = grad_x_hat_sum.reshape(-1) if needs[1] else None
+            grads[2] = grad_sum.reshape(-1) if needs[2] else None
+        self.x_hat = self.weight = None
+        return tuple(grads)
