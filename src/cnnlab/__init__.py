@@ -4,6 +4,7 @@
     x = cnnlab.tensor([[1.0, 2.0]], requires_grad=True)
 """
 
+from cnnlab import nn, optim
 from cnnlab.errors import CheckpointError, DatasetError
 from cnnlab.gradcheck import gradcheck
 from cnnlab.rng import manual_seed
@@ -17,6 +18,8 @@ __all__ = [
     "gradcheck",
     "is_grad_enabled",
     "manual_seed",
+    "nn",
     "no_grad",
+    "optim",
     "tensor",
 ]
