@@ -135,7 +135,7 @@ def save_image_grid(images, path, titles=None, columns=None, title=None, cmap="g
             if titles is not None:
                 cell.set_title(str(titles[index]), fontsize=8)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, fontsize=10 if columns > 2 else 8, wrap=True)
     return _save(figure, path)
 
 
