@@ -417,3 +417,17 @@ def test_conv2d_same_numbers_without_numpy_blas(monkeypatch):
     monkeypatch.setattr(BLAS, "functions", {})
     _, (fallback_grad_x, _) = run(Conv2d, [x, weight], upstream, **options)
     assert relative_error(fallback_grad_x, grad_x) <= 1e-12
+
+
+def test_backward_can_run_twice_for_retain_graph():
+    rng = np.random.default_rng(11)
+    x, weight = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    for function, arrays, options in [
+        (Conv2d([True, True]), [x, weight], {"stride": (1, 1), "padding": (1, 1)}),
+        (MaxPool2d([True]), [x], {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)}),
+        (AvgPool2d([True]), [x], {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)}),
+    ]:
+        upstream = rng.standard_normal(function.forward(*arrays, **options).shape)
+        first, second = function.backward(upstream), function.backward(upstream)
+        for a, b in zip(first, second, strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -223,7 +223,6 @@ class Conv2d(Function):
         if len(needs) == 3 and needs[2]:
             # A GEMV with a ones vector: about 10x faster than grad_rows.sum(axis=0).
             grads[2] = np.ones(grad_rows.shape[0], grad_rows.dtype) @ grad_rows
-        self.columns = self.weight = None
         return tuple(grads)
 
     def _input_grad(self, grad_rows, out_shape):

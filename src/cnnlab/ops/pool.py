@@ -116,7 +116,6 @@ class MaxPool2d(Function):
         grad_x = _scatter_taps(
             tap_grad, self.x_shape, self.kernel, self.stride, self.padding, self.out_hw
         )
-        self.index = None
         return (grad_x,)
 
 
