@@ -15,8 +15,9 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
 - Input gradient, stride 1: on the padded grid flattened to rows (N * Hp * Wp, C), kernel tap
   (i, j) moves a row by i * Wp + j, so the input gradient is the sum over taps of
   (upstream gradient @ weight[:, :, i, j]) shifted by that many rows: KH * KW GEMMs, each
-  added into the result as one contiguous 1-D slice. No scatter, no strided adds (NumPy's
-  ufuncs are about 4x slower on arrays with gaps than on contiguous ones).
+  accumulated (BLAS beta = 1, see `_NumpyBlas`) into a contiguous row range of the result.
+  No scatter, no strided adds (NumPy's ufuncs are about 4x slower on arrays with gaps than on
+  contiguous ones). Measured against one GEMM into column form + col2im: 2-3x faster.
 - Input gradient, other strides: one GEMM into column form, then col2im as KH * KW strided
   slice additions.
 """
