@@ -17,7 +17,7 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
   (upstream gradient @ weight[:, :, i, j]) shifted by that many rows: KH * KW GEMMs, each
   accumulated (BLAS beta = 1, see `_NumpyBlas`) into a contiguous row range of the result.
   No scatter, no strided adds (NumPy's ufuncs are about 4x slower on arrays with gaps than on
-  contiguous ones). Measured against one GEMM into column form + col2im: 2-3x faster.
+  contiguous ones). Measured against one GEMM into column form + col2im: 1.4-2x faster.
 - Input gradient, other strides: one GEMM into column form, then col2im as KH * KW strided
   slice additions.
 """
