@@ -1,0 +1,306 @@
+"""The `cnnlab` command: it parses arguments and calls the library (cnnlab.train); no logic.
+
+Exit status: 0 on success; 2 with a one-line `error: ...` on stderr for bad input of any kind
+(flags, files, data, checkpoints, a diverged run); 130 after Ctrl-C; 1 for an internal error.
+`--debug` shows the Python traceback instead.
+"""
+
+import argparse
+import json
+import sys
+import warnings
+
+from cnnlab import __version__
+from cnnlab import train as training
+
+DESCRIPTION = """\
+cnnlab: image classification with convolutional networks, on NumPy.
+
+  cnnlab train                      train the default CNN on Fashion-MNIST, report test accuracy
+  cnnlab evaluate RUN_DIR --json    loss and accuracy of a trained model on a test set
+  cnnlab predict RUN_DIR a.png      the most likely classes of image files
+  cnnlab plot RUN_DIR               (re)draw a run's loss/accuracy curves and confusion matrix
+
+Run `cnnlab COMMAND --help` for a command's options."""
+
+
+class UsageError(Exception):
+    """A command-line usage error (argparse's), reported as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _count_or_fraction(text):
+    """--val-size: an int count ("5000") or a fraction ("0.1")."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a count or a fraction, got {text!r}") from None
+
+
+def _image_size(text):
+    """--image-size: "28" or "28,32" / "28x32" (H, W)."""
+    try:
+        values = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H or H,W, got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected H or H,W, got {text!r}")
+    return values * 2 if len(values) == 1 else values
+
+
+def _defaults_table():
+    lines = ["per-model defaults (each overridable by its flag):",
+             "  model    optimizer  lr      momentum  weight-decay  schedule  epochs  batch-size"]
+    for name, row in training.MODEL_DEFAULTS.items():
+        lines.append(f"  {name:<8} {row.optimizer:<10} {row.lr:<7g} {row.momentum:<9g} "
+                     f"{row.weight_decay:<13g} {row.schedule:<9} {row.epochs:<7} {row.batch_size}")
+    return "\n".join(lines)
+
+
+TRAIN_EPILOG = """\
+{table}
+
+The validation set is a seeded random --val-size images of the training set; --limit-train N
+then keeps the first N of the remaining training images. Options may also come from a TOML file
+(--config FILE, keys as the long flags, e.g. `lr = 0.01`, `batch-size = 64`); flags given on the
+command line win. --resume continues RUN_DIR's run up to --epochs in total, with its options;
+interrupted (Ctrl-C) and resumed, a run ends with the same weights as one left alone.
+
+examples:
+  cnnlab train                                     CNN on Fashion-MNIST -> runs/cnn-fashion-mnist
+  cnnlab train --model mlp --epochs 5 --lr 0.02
+  cnnlab train --model cnn-bn --augment --out runs/bn
+  cnnlab train --dataset folder:photos --image-size 64 --channels 3
+  cnnlab train --out runs/bn --resume --epochs 30"""
+
+
+def _add_common(parser, json_help):
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bars or log lines, only the result")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks on errors")
+
+
+def _add_data_source(parser):
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="the only place to look for the dataset (DIR or DIR/<name>)")
+    parser.add_argument("--download", action="store_const", const=True, default=None,
+                        help="download a built-in dataset's official files if not found")
+
+
+def _add_train(commands):
+    parser = commands.add_parser(
+        "train", help="train a model and write a run directory",
+        description="Train a classifier; write its weights, metrics, plots and resumable state\n"
+                    "to RUN_DIR; print the test accuracy.",
+        epilog=TRAIN_EPILOG.format(table=_defaults_table()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", metavar="SPEC",
+                      help="fashion-mnist (default), mnist, cifar10 or folder:PATH")
+    _add_data_source(data)
+    data.add_argument("--val-size", type=_count_or_fraction, metavar="N",
+                      help="validation images taken from the training set, a count or a "
+                           "fraction (default: 5000; folders: 0.1)")
+    data.add_argument("--limit-train", type=int, metavar="N",
+                      help="train on the first N training images only (quick runs)")
+    data.add_argument("--image-size", type=_image_size, metavar="H[,W]",
+                      help="folders: resize images to this size (default: the first image's)")
+    data.add_argument("--channels", type=int, choices=(1, 3),
+                      help="folders: 1 (grey) or 3 (RGB) (default: from the first image)")
+    model = parser.add_argument_group("model and optimisation")
+    model.add_argument("--model", choices=list(training.MODEL_DEFAULTS),
+                       help="linear softmax, linear SVM, MLP, CNN (default) or CNN with "
+                            "batch normalisation")
+    model.add_argument("--epochs", type=int, metavar="N", help="epochs in total")
+    model.add_argument("--batch-size", type=int, metavar="B", help="images per step")
+    model.add_argument("--optimizer", choices=training.OPTIMIZERS)
+    model.add_argument("--lr", type=float, metavar="X", help="learning rate")
+    model.add_argument("--momentum", type=float, metavar="X",
+                       help="SGD (Nesterov) and RMSprop momentum")
+    model.add_argument("--weight-decay", type=float, metavar="X", help="L2 weight decay")
+    model.add_argument("--schedule", choices=training.SCHEDULES,
+                       help="learning-rate schedule over the epochs")
+    model.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                       help="random flips and crops (shifts for mnist) of training images")
+    model.add_argument("--patience", type=int, metavar="N",
+                       help="stop early after N epochs without a better validation accuracy")
+    model.add_argument("--margin", type=float, metavar="X",
+                       help="hinge-loss margin for --model svm (default: 1)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--seed", type=int, metavar="S", help="seed of every random choice "
+                                                             "(default: 0)")
+    run.add_argument("--out", metavar="RUN_DIR",
+                     help="run directory (default: runs/<model>-<dataset>)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in RUN_DIR up to --epochs in total")
+    run.add_argument("--config", metavar="FILE", help="TOML file of options")
+    run.add_argument("--interrupt-after-steps", type=int, help=argparse.SUPPRESS)
+    _add_common(run, "print the result as one JSON object on stdout")
+    parser.set_defaults(handler=_train)
+
+
+def _add_evaluate(commands):
+    parser = commands.add_parser(
+        "evaluate", help="loss and accuracy of a trained model",
+        description="Loss and accuracy of a trained model on a test set, preprocessed as in "
+                    "training.")
+    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run directory, or a model checkpoint such as RUN_DIR/best")
+    parser.add_argument("--dataset", metavar="SPEC",
+                        help="dataset to evaluate on (default: the one trained on)")
+    _add_data_source(parser)
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the test set (default) or the run's validation split")
+    _add_common(parser, "print one JSON object (accuracy, loss, per-class accuracy, "
+                        "confusion matrix)")
+    parser.set_defaults(handler=_evaluate)
+
+
+def _add_predict(commands):
+    parser = commands.add_parser(
+        "predict", help="classify image files",
+        description="The most likely classes of image files (PNG, JPEG, ...; any size or "
+                    "colour mode: they are converted as the training images were).")
+    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    parser.add_argument("images", metavar="IMAGE", nargs="+")
+    parser.add_argument("--top-k", type=int, default=3, metavar="K",
+                        help="classes to show per image (default: 3)")
+    _add_common(parser, "print one JSON object with the predictions")
+    parser.set_defaults(handler=_predict)
+
+
+def _add_plot(commands):
+    parser = commands.add_parser(
+        "plot", help="draw a run's curves and confusion matrix",
+        description="Write RUN_DIR/curves.png and RUN_DIR/confusion.png from the run's files.")
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    _add_common(parser, "print the written paths as JSON")
+    parser.set_defaults(handler=_plot)
+
+
+def build_parser():
+    parser = Parser(prog="cnnlab", description=DESCRIPTION,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_train, _add_evaluate, _add_predict, _add_plot):
+        add(commands)
+    return parser
+
+
+# ----- the commands: call the library, print the result -------------------------------------
+def _stderr(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def _emit_json(value):
+    print(json.dumps(value, indent=2))
+
+
+def _train(args):
+    options = {name: getattr(args, name, None) for name in training.FIELDS}
+    config = training.configure(options, config_file=args.config, resume=args.resume)
+    summary = training.train(
+        config, resume=args.resume, progress=not args.quiet and sys.stderr.isatty(),
+        log=None if args.quiet else _stderr, interrupt_after_steps=args.interrupt_after_steps)
+    if args.json:
+        return _emit_json(summary)
+    print(f"test accuracy {summary['test_accuracy']:.4f} (loss {summary['test_loss']:.4f}) "
+          f"after {summary['epochs']} epochs; best validation accuracy "
+          f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}")
+    print(f"run:     {summary['run_dir']}\nmodel:   {summary['model']}\n"
+          f"metrics: {summary['run_dir']}/metrics.jsonl\nplots:   {', '.join(summary['plots'])}")
+
+
+def _evaluate(args):
+    result = training.evaluate_run(args.path, dataset=args.dataset, data_dir=args.data_dir,
+                                   download=bool(args.download), split=args.split,
+                                   progress=not args.quiet and sys.stderr.isatty())
+    if args.json:
+        return _emit_json(result)
+    print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  on {result['count']} "
+          f"{args.split} images of {result['dataset']}")
+    width = max(len(name) for name in result["per_class_accuracy"])
+    for name, accuracy in result["per_class_accuracy"].items():
+        shown = "-" if accuracy is None else f"{accuracy:.4f}"
+        print(f"  {name:<{width}}  {shown}")
+
+
+def _predict(args):
+    results = training.predict(args.path, args.images, top_k=args.top_k)
+    if args.json:
+        return _emit_json({"predictions": results})
+    for result in results:
+        ranked = ", ".join(f"{item['class']} {item['probability']:.3f}"
+                           for item in result["predictions"])
+        print(f"{result['image']}: {ranked}")
+
+
+def _plot(args):
+    paths = [str(path) for path in training.write_plots(args.run_dir)]
+    if args.json:
+        return _emit_json({"plots": paths})
+    print("\n".join(paths))
+
+
+# ----- entry point ----------------------------------------------------------------------------
+def _one_line(error):
+    if isinstance(error, OSError) and error.strerror:
+        text = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    _stderr(f"warning: {_one_line(message)}")
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args = build_parser().parse_args(argv)
+            if args.command is None:
+                raise UsageError("give a command: train, evaluate, predict or plot "
+                                 "(cnnlab --help lists them)")
+            args.handler(args)
+        return 0
+    except UsageError as error:
+        _stderr(f"error: {_one_line(error)}")
+        return 2
+    except training.TrainingInterrupted as error:
+        _stderr(f"{_one_line(error)}; continue with: cnnlab train --out "
+                f"{error.checkpoint.parent} --resume")
+        return 130
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        return 130
+    except (ValueError, OSError) as error:  # DatasetError and CheckpointError are ValueErrors
+        if debug:
+            raise
+        _stderr(f"error: {_one_line(error)}")
+        return 2
+    except Exception as error:
+        if debug:
+            raise
+        _stderr(f"error: internal error: {type(error).__name__}: {_one_line(error)} "
+                "(run with --debug for the traceback)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

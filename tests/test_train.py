@@ -1,0 +1,245 @@
+"""The trainer, at library level: configuration, run files, resume bit-identity (after an
+interruption at an epoch boundary and in the middle of one), the NaN guard, Ctrl-C, early
+stopping, and one real (short) CNN training on Fashion-MNIST."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab import train as training
+from cnnlab.checkpoint import load_checkpoint
+from cnnlab.data import ImageDataset
+from cnnlab.errors import CheckpointError
+
+
+def synthetic_dataset(per_class=30, classes=3, size=8, channels=1, seed=0):
+    """Noisy images where class k has a bright horizontal band at rows of its own: learnable
+    in a few steps by any model."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), per_class)
+    images = rng.integers(0, 80, (len(labels), channels, size, size))
+    band = size // classes
+    for k in range(classes):
+        images[labels == k, :, k * band:(k + 1) * band] += 150
+    return ImageDataset(images.astype(np.uint8), labels, [f"class{k}" for k in range(classes)])
+
+
+def make_config(tmp_path, **options):
+    options = {"model": "mlp", "epochs": 2, "batch_size": 16, "val_size": 20,
+               "out": str(tmp_path / "run"), **options}
+    return training.TrainConfig(**options).resolve()
+
+
+def make_trainer(config, **options):
+    data = synthetic_dataset(size=config.image_size[0] if config.image_size else 8)
+    train_set, val_set = data, data.subset(np.arange(0, 90, 4))  # 6 steps of 16 per epoch
+    return training.Trainer(config, train_set, val_set, **options)
+
+
+def weights(run_dir, stem):
+    arrays, _ = load_checkpoint(Path(run_dir) / stem)
+    return arrays
+
+
+def assert_same_arrays(first, second):
+    assert first.keys() == second.keys()
+    for key in first:
+        assert first[key].dtype == second[key].dtype, key
+        assert np.array_equal(first[key], second[key]), key
+
+
+# ----- configuration ----------------------------------------------------------------------------
+def test_every_model_has_defaults_that_resolve():
+    for name in training.MODEL_DEFAULTS:
+        config = training.TrainConfig(model=name).resolve()
+        assert config.epochs >= 1 and config.lr > 0 and config.batch_size >= 1
+        assert config.out == os.path.join("runs", f"{name}-fashion-mnist")
+        assert config.val_size == 5000
+
+
+def test_flags_override_the_model_defaults():
+    config = training.TrainConfig(model="cnn", epochs=3, lr=0.2).resolve()
+    assert (config.epochs, config.lr) == (3, 0.2)
+    assert config.batch_size == training.MODEL_DEFAULTS["cnn"].batch_size
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"epochs": 0}, "--epochs must be at least 1"),
+    ({"lr": -1.0}, "--lr must be positive"),
+    ({"batch_size": 2.5}, "--batch-size must be an integer"),
+    ({"model": "resnet"}, "--model must be one of"),
+    ({"optimizer": "lbfgs"}, "--optimizer must be one of"),
+    ({"val_size": 1.5}, "--val-size as a fraction"),
+    ({"dataset": "imagenet"}, "--dataset must be one of"),
+    ({"limit_train": 0}, "--limit-train must be at least 1"),
+    ({"seed": -3}, "--seed must be at least 0"),
+])  # fmt: skip
+def test_bad_values_name_their_flag(options, message):
+    with pytest.raises(ValueError, match=message):
+        training.TrainConfig(**options).resolve()
+
+
+def test_config_file_under_the_flags(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('model = "linear"\nlr = 0.5\nbatch-size = 7\n')
+    config = training.configure({"lr": 0.25, "epochs": None}, config_file=path)
+    assert (config.model, config.lr, config.batch_size) == ("linear", 0.25, 7)
+    path.write_text("[train]\nepochs = 4\n")
+    assert training.configure({}, config_file=path).epochs == 4
+
+
+@pytest.mark.parametrize("text, message", [
+    ("colour = 3\n", "unknown option 'colour'"),
+    ("lr = [\n", "not valid TOML"),
+    ('epochs = "many"\n', "--epochs must be an integer"),
+])  # fmt: skip
+def test_bad_config_files(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        training.configure({}, config_file=path)
+
+
+def test_derived_seeds_differ_by_purpose_and_repeat():
+    seeds = {training.derived_seed(0, name) for name in ("split", "init", "loader")}
+    assert len(seeds) == 3
+    assert training.derived_seed(5, "init") == training.derived_seed(5, "init")
+
+
+# ----- a run ------------------------------------------------------------------------------------
+def test_fit_writes_metrics_and_checkpoints(tmp_path):
+    config = make_config(tmp_path)
+    trainer = make_trainer(config)
+    lines = []
+    trainer.log = lines.append
+    training.start_run_dir(trainer.run_dir)
+    history = trainer.fit()
+    assert len(history) == 2 and len(lines) == 2 and lines[0].startswith("epoch 1/2")
+    records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().split(
+        "\n") if line]
+    assert records == json.loads(json.dumps(history))
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                "images_per_second", "val_per_class_accuracy", "val_confusion_matrix"):
+        assert key in records[-1]
+    assert sum(map(sum, records[-1]["val_confusion_matrix"])) == 23
+    assert set(records[-1]["val_per_class_accuracy"]) == {"class0", "class1", "class2"}
+    assert records[-1]["val_accuracy"] > 0.6  # the bands are easy
+    for stem in ("last", "best"):
+        assert (tmp_path / "run" / f"{stem}.safetensors").exists()
+        assert (tmp_path / "run" / f"{stem}.json").exists()
+
+
+def run_to_end(config, **options):
+    trainer = make_trainer(config, **options)
+    training.start_run_dir(trainer.run_dir)
+    trainer.fit()
+    return trainer
+
+
+def resume_to_end(config):
+    trainer = make_trainer(config)
+    trainer.load_state(*training.read_train_state(config.out))
+    trainer.fit()
+    return trainer
+
+
+@pytest.mark.parametrize("model, augment", [("mlp", False), ("cnn-bn", True)])
+@pytest.mark.parametrize("stop_at", [(0, 3), (1, 6)], ids=["mid-epoch", "epoch-boundary"])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, model, augment, stop_at):
+    """Ctrl-C (a KeyboardInterrupt from a callback) at (epoch, step), then a resume in a new
+    trainer: same weights, optimiser state and history (bar timings) as a run left alone."""
+    options = {"model": model, "augment": augment, "epochs": 3}
+    whole = run_to_end(make_config(tmp_path / "whole", **options))
+
+    def interrupt(trainer, epoch, step):
+        if (epoch, step) == stop_at:
+            raise KeyboardInterrupt
+
+    config = make_config(tmp_path / "cut", **options)
+    with pytest.raises(training.TrainingInterrupted) as caught:
+        run_to_end(config, on_step=interrupt)
+    assert isinstance(caught.value, KeyboardInterrupt)
+    finished = (tmp_path / "cut/run/metrics.jsonl").read_text().splitlines()
+    assert len(finished) == stop_at[0] + (stop_at[1] == 6)  # step 6 ends an epoch
+    resumed = resume_to_end(config)
+    assert_same_arrays(weights(whole.run_dir, "last"), weights(resumed.run_dir, "last"))
+    assert_same_arrays(weights(whole.run_dir, "best"), weights(resumed.run_dir, "best"))
+    strip = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")}
+             for r in whole.history]
+    assert strip == [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")}
+                     for r in resumed.history]
+
+
+def test_interrupt_on_the_last_step_of_an_epoch_stops_at_its_end(tmp_path):
+    config = make_config(tmp_path)
+    trainer = make_trainer(config, interrupt_after_steps=6)  # 90 images / 16 = 6 steps
+    training.start_run_dir(trainer.run_dir)
+    with pytest.raises(training.TrainingInterrupted) as caught:
+        trainer.fit()
+    assert (caught.value.epoch, caught.value.step) == (1, 0)
+    assert len(trainer.history) == 1
+
+
+def test_resume_with_more_epochs_continues(tmp_path):
+    run_to_end(make_config(tmp_path, epochs=1))
+    config = training.configure({"out": str(tmp_path / "run"), "epochs": 2}, resume=True)
+    assert (config.model, config.batch_size, config.epochs) == ("mlp", 16, 2)
+    assert len(resume_to_end(config).history) == 2
+
+
+def test_resume_refuses_other_options(tmp_path):
+    run_to_end(make_config(tmp_path, epochs=1))
+    with pytest.raises(CheckpointError, match="--lr 0.5 \\(the run has 0.05\\)"):
+        training.configure({"out": str(tmp_path / "run"), "lr": 0.5}, resume=True)
+    with pytest.raises(CheckpointError, match="no such run directory"):
+        training.configure({"out": str(tmp_path / "nothing")}, resume=True)
+
+
+def test_resume_refuses_other_data(tmp_path):
+    config = make_config(tmp_path, epochs=1)
+    run_to_end(config)
+    other = synthetic_dataset(seed=1)
+    trainer = training.Trainer(config, other, other)
+    with pytest.raises(CheckpointError, match="training images differ"):
+        trainer.load_state(*training.read_train_state(config.out))
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = make_config(tmp_path, model="mlp", optimizer="sgd", lr=1e10, epochs=3)
+    trainer = make_trainer(config)
+    training.start_run_dir(trainer.run_dir)
+    trainer.save_state()
+    before = weights(trainer.run_dir, "last")
+    with pytest.raises(training.TrainingDiverged, match=r"epoch \d+, step \d+ of 6.*--lr"):
+        trainer.fit()
+    after, metadata = load_checkpoint(trainer.run_dir / "last")
+    assert all(np.isfinite(value).all() for value in after.values())
+    if metadata["epoch"] == 0:
+        assert_same_arrays(before, after)
+
+
+def test_early_stopping(tmp_path):
+    config = make_config(tmp_path, epochs=20, patience=1, lr=1e-6, momentum=0.0)
+    trainer = run_to_end(config)
+    assert trainer.stopped_early and len(trainer.history) < 20
+    assert trainer.epoch - trainer.best["epoch"] == 1
+
+
+# ----- a real run -------------------------------------------------------------------------------
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Fashion-MNIST (Debian package dataset-fashion-mnist) not installed")
+def test_cnn_on_5000_fashion_mnist_images_beats_75_percent(tmp_path):
+    """About 10 s on two free cores (160 steps of 32 images, then 1,000 + 10,000 to test)."""
+    config = training.TrainConfig(model="cnn", epochs=1, limit_train=5000, val_size=1000,
+                                  batch_size=32, data_dir=str(FASHION_MNIST),
+                                  out=str(tmp_path / "run")).resolve()
+    summary = training.train(config)
+    assert summary["test_accuracy"] > 0.75, summary
+    assert (tmp_path / "run/model.safetensors").exists()
+    assert {p.name for p in (tmp_path / "run").glob("*.png")} == {"curves.png", "confusion.png"}
