@@ -1,0 +1,181 @@
+"""The lab commands of `cnnlab`: summary, viz and compare. They parse and call the library
+(cnnlab.analysis, cnnlab.pictures, cnnlab.compare); `cnnlab.cli` adds them with
+`add_commands(subparsers)`, and its `main` reports errors (one line, exit status 2).
+"""
+
+import argparse
+import json
+import sys
+import warnings
+
+from cnnlab import compare as comparison
+from cnnlab import pictures
+from cnnlab import train as training
+from cnnlab.analysis import format_summary, summary
+from cnnlab.errors import DatasetError
+from cnnlab.models import build_model
+
+SUMMARY_EPILOG = """\
+examples:
+  cnnlab summary                                  the default CNN on 1 x 28 x 28 images
+  cnnlab summary --model cnn-bn --input-shape 3,32,32
+  cnnlab summary runs/cnn-fashion-mnist           a trained model, at its input size
+
+rf is the receptive field (input pixels one output sees, padding included) and jump the input
+pixels between neighbouring outputs: rf_out = rf_in + (K - 1) * jump_in, jump_out = jump_in * S.
+After Flatten or Linear every output sees the whole input."""
+
+VIZ_EPILOG = """\
+writes, where they apply:
+  templates.png              linear classifiers: each row of W as an image, one per class
+  filters.png                the first convolution's filters, rescaled per filter
+  activations_<layer>.png    every convolution's output maps for the image
+  receptive_field.png        the image with the box one output of --layer sees
+  curves.png, confusion.png  the run's loss/accuracy curves and confusion matrix
+
+The image is --image FILE (resized and converted as for predict), else test image --index of
+the run's dataset when it can be loaded.
+
+examples:
+  cnnlab viz runs/cnn-fashion-mnist
+  cnnlab viz runs/cnn-fashion-mnist --image shoe.png --layer conv2 --out pictures/"""
+
+COMPARE_EPILOG = """\
+models: pixels-linear (softmax on pixels), features-linear (softmax on HOG + colour histogram
+features), mlp and cnn, each trained with the trainer's defaults for its model (or --epochs).
+
+examples:
+  cnnlab compare --dataset fashion-mnist                 the full comparison (tens of minutes)
+  cnnlab compare --limit-train 5000 --epochs 3 --out runs/quick"""
+
+
+def _input_shape(text):
+    """--input-shape: "1,28,28" or "3x32x32" (C, H, W)."""
+    try:
+        values = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W, got {text!r}") from None
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive ints C,H,W, got {text!r}")
+    return tuple(values)
+
+
+def _models(text):
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in comparison.MODELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected names among {', '.join(comparison.MODELS)}, got {text!r}"
+        )
+    return names
+
+
+def _parser(commands, name, help, description, epilog):
+    return commands.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_commands(commands):
+    """Add `summary`, `viz` and `compare` to the `cnnlab` subparsers; each sets `handler`."""
+    parser = _parser(commands, "summary", "per-layer shapes, parameters, receptive fields",
+                     "Per layer: output shape, parameters, kernel/stride/padding, receptive "
+                     "field and jump, and warnings where flooring drops input rows or columns.",
+                     SUMMARY_EPILOG)
+    parser.add_argument("path", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a trained model (instead of --model)")
+    parser.add_argument("--model", default="cnn", help="a model name of cnnlab.models "
+                        "(linear, svm, mlp, cnn, cnn-bn; default: cnn)")
+    parser.add_argument("--input-shape", type=_input_shape, default=(1, 28, 28),
+                        metavar="C,H,W", help="input image shape (default: 1,28,28)")
+    parser.add_argument("--num-classes", type=int, default=10, metavar="K",
+                        help="classes (default: 10)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per layer")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    parser.set_defaults(handler=_summary)
+
+    parser = _parser(commands, "viz", "pictures of a trained model",
+                     "Write PNG pictures of a trained model: templates, filters, activation "
+                     "maps, a receptive field, training curves and confusion matrix.",
+                     VIZ_EPILOG)
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument("--image", metavar="FILE", help="the image for activations and the "
+                        "receptive field (default: a test image of the run's dataset)")
+    parser.add_argument("--index", type=int, default=0, metavar="N",
+                        help="which test image, without --image (default: 0)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="where the dataset is (default: the run's)")
+    parser.add_argument("--layer", metavar="NAME", help="layer of the receptive field, "
+                        "as cnnlab summary names it (default: the last spatial one)")
+    parser.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR)")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    parser.set_defaults(handler=_viz)
+
+    parser = _parser(commands, "compare", "pixels vs features vs MLP vs CNN on one dataset",
+                     "Train pixels-linear, features-linear, mlp and cnn on the same data; "
+                     "write OUT/comparison.md (table) and OUT/comparison.png (bar chart).",
+                     COMPARE_EPILOG)
+    parser.add_argument("--dataset", default="fashion-mnist", metavar="SPEC",
+                        help="fashion-mnist (default), mnist, cifar10 or folder:PATH")
+    parser.add_argument("--data-dir", metavar="DIR", help="the only place to look for the data")
+    parser.add_argument("--download", action="store_true",
+                        help="download a built-in dataset's official files if not found")
+    parser.add_argument("--limit-train", type=int, metavar="N",
+                        help="train on the first N training images only")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help="epochs for every model (default: each model's own)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="default: 0")
+    parser.add_argument("--models", type=_models, default=comparison.MODELS, metavar="A,B",
+                        help=f"a subset of {','.join(comparison.MODELS)}")
+    parser.add_argument("--out", default="runs/compare", metavar="DIR",
+                        help="output folder (default: runs/compare)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    parser.set_defaults(handler=_compare)
+
+
+def _summary(args):
+    input_shape = args.input_shape
+    if args.path is not None:
+        model, metadata = training.load_trained_model(args.path)
+        prep = metadata["preprocessing"]
+        input_shape = (prep["channels"], *prep["input_size"])
+    else:
+        model = build_model(args.model, in_channels=input_shape[0], num_classes=args.num_classes,
+                            input_size=input_shape[1:])
+    records = summary(model, input_shape)
+    if args.json:
+        print(json.dumps([record.as_dict() for record in records], indent=2))
+    else:
+        print(format_summary(records, input_shape))
+
+
+def _viz(args):
+    model, metadata = training.load_trained_model(args.run_dir)
+    out = args.out or args.run_dir
+    try:
+        image = pictures.example_image(metadata, args.image, args.index, args.data_dir)
+    except DatasetError as error:
+        if args.image is not None:
+            raise
+        warnings.warn(f"no activation maps or receptive field: {error} (pass --image FILE)",
+                      stacklevel=1)
+        image = None
+    paths = pictures.save_model_pictures(model, metadata, out, image=image, layer=args.layer)
+    paths += pictures.copy_into(training.write_plots(args.run_dir), out)
+    print("\n".join(str(path) for path in paths))
+
+
+def _stderr(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def _compare(args):
+    rows = comparison.compare(
+        args.dataset, data_dir=args.data_dir, limit_train=args.limit_train, epochs=args.epochs,
+        seed=args.seed, out_dir=args.out, models=args.models, download=args.download,
+        log=None if args.quiet else _stderr,
+    )
+    print(comparison.comparison_table(rows, args.dataset))
+    print(f"written: {args.out}/comparison.md, {args.out}/comparison.png")

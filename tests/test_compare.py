@@ -1,0 +1,121 @@
+"""compare and the lab commands (summary, viz, compare) on a tiny generated colour dataset:
+one epoch of each model, the table and chart written, every picture of a trained run produced."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.cli_lab import add_commands
+from cnnlab.compare import MODELS, ComparisonRow, compare, comparison_table
+
+CLASSES = ("red-top", "blue-bottom")
+
+
+def write_dataset(root, per_class, seed):
+    """root/<class>/*.png: 16 x 16 RGB noise with a red square at the top or a blue one at the
+    bottom."""
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            image = rng.integers(0, 80, size=(16, 16, 3), dtype=np.uint8)
+            top = rng.integers(0, 4) + (0 if label == 0 else 8)
+            left = rng.integers(0, 9)
+            image[top : top + 5, left : left + 6, 2 * label] = 255
+            Image.fromarray(image).save(root / name / f"{index:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    write_dataset(root / "data" / "train", per_class=40, seed=0)
+    write_dataset(root / "data" / "test", per_class=10, seed=1)
+    spec = f"folder:{root / 'data'}"
+    rows = compare(spec, epochs=1, out_dir=root / "out", seed=0)
+    return root, spec, rows
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="cnnlab")
+    add_commands(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def run(argv):
+    args = parse(argv)
+    args.handler(args)
+
+
+def test_compare_trains_every_model_and_writes_table_and_chart(comparison):
+    root, _, rows = comparison
+    assert [row.model for row in rows] == list(MODELS)
+    for row in rows:
+        assert 0 <= row.test_accuracy <= 1 and row.seconds > 0 and row.params > 0
+        assert row.epochs == 1
+    assert rows[0].params == 3 * 16 * 16 * 2 + 2  # pixels-linear: W (2, 768) and b
+    table = (root / "out" / "comparison.md").read_text()
+    assert all(f"| {name} |" in table for name in MODELS)
+    with Image.open(root / "out" / "comparison.png") as chart:
+        assert chart.format == "PNG" and chart.size == (1000, 400)
+        assert np.asarray(chart.convert("L"), dtype=float).std() > 0
+    for name in ("pixels-linear", "mlp", "cnn"):
+        assert (root / "out" / name / "model.safetensors").exists()
+
+
+def test_the_table_cites_the_published_result_for_fashion_mnist():
+    rows = [ComparisonRow("cnn", 0.91234, 0.9, 61.0, 1234567, 8, "runs/cnn")]
+    table = comparison_table(rows, "fashion-mnist")
+    assert "| cnn | 0.9123 | 0.9000 | 61.0 | 1,234,567 | 8 |" in table
+    assert "0.926" in table and "HOG + SVM" in table
+    assert "0.926" not in comparison_table(rows, "mnist")
+
+
+def test_summary_command_prints_the_table(capsys):
+    run(["summary", "--model", "cnn", "--input-shape", "1,28,28"])
+    out = capsys.readouterr().out
+    assert "conv1" in out and "maxpool2" in out and "total parameters" in out
+    run(["summary", "--model", "linear", "--input-shape", "3,32,32", "--json"])
+    records = json.loads(capsys.readouterr().out)
+    assert records[-1]["output_shape"] == [10] and records[-1]["params"] == 3 * 32 * 32 * 10 + 10
+
+
+def test_summary_of_a_trained_run_uses_its_input_shape(comparison, capsys):
+    root, _, _ = comparison
+    run(["summary", str(root / "out" / "cnn"), "--json"])
+    records = json.loads(capsys.readouterr().out)
+    assert records[0]["output_shape"][1:] == [16, 16] and records[-1]["output_shape"] == [2]
+
+
+def pngs(folder):
+    return {path.name: path for path in folder.glob("*.png")}
+
+
+def test_viz_writes_every_picture_of_a_cnn_run(comparison, tmp_path, capsys):
+    root, _, _ = comparison
+    image = root / "data" / "test" / "red-top" / "000.png"
+    run(["viz", str(root / "out" / "cnn"), "--image", str(image), "--out", str(tmp_path)])
+    written = pngs(tmp_path)
+    assert set(written) == {"filters.png", "activations_conv1.png", "activations_conv2.png",
+                            "receptive_field.png", "curves.png", "confusion.png"}
+    for path in written.values():
+        with Image.open(path) as picture:
+            assert picture.format == "PNG" and min(picture.size) >= 300
+            assert np.asarray(picture.convert("RGB"), dtype=float).std() > 0
+    assert str(tmp_path / "filters.png") in capsys.readouterr().out
+
+
+def test_viz_of_a_linear_run_draws_templates_and_finds_its_own_test_image(comparison, tmp_path):
+    root, _, _ = comparison
+    run(["viz", str(root / "out" / "pixels-linear"), "--out", str(tmp_path)])
+    assert set(pngs(tmp_path)) == {"templates.png", "curves.png", "confusion.png"}
+
+
+def test_viz_receptive_field_of_a_named_layer_and_bad_names(comparison, tmp_path):
+    root, _, _ = comparison
+    run(["viz", str(root / "out" / "cnn"), "--layer", "conv1", "--out", str(tmp_path)])
+    assert "receptive_field.png" in pngs(tmp_path)
+    with pytest.raises(ValueError, match="no spatial layer named 'fc9'"):
+        run(["viz", str(root / "out" / "cnn"), "--layer", "fc9", "--out", str(tmp_path)])
