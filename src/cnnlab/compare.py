@@ -215,13 +215,14 @@ def write_comparison(rows, dataset_spec, out_dir):
     temporary.write_text(comparison_table(rows, dataset_spec))
     temporary.replace(table)
     reference = REFERENCES.get(dataset_spec, (None, None))
+    label = f"{reference[1]} ({reference[0]:.3f})" if reference[0] is not None else None
     chart = viz.save_bar_chart(
         [row.model for row in rows],
         [row.test_accuracy for row in rows],
         [row.seconds for row in rows],
         out_dir / "comparison.png",
         reference=reference[0],
-        reference_label=reference[1],
+        reference_label=label,
         title=f"{dataset_name(dataset_spec)}: accuracy and time",
     )
     return table, chart
