@@ -217,6 +217,9 @@ class TrainConfig:
         for flag, value in (("--augment", self.augment), ("--download", self.download)):
             if not isinstance(value, bool):
                 raise ValueError(f"{flag} must be true or false, got {value!r}")
+        for flag, value in (("--data-dir", self.data_dir), ("--out", self.out)):
+            if value is not None and not isinstance(value, str | os.PathLike):
+                raise ValueError(f"{flag} must be a path, got {value!r}")
 
 
 FIELDS = {field.name for field in dataclasses.fields(TrainConfig)}
@@ -324,7 +327,10 @@ def prepare_data(config: TrainConfig):
     image_size = tuple(config.image_size) if config.image_size else None
     full, test = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                               image_size=image_size, channels=config.channels)
-    train, val = train_val_split(full, config.val_size, seed=derived_seed(config.seed, "split"))
+    try:
+        train, val = train_val_split(full, config.val_size, derived_seed(config.seed, "split"))
+    except ValueError as error:
+        raise ValueError(f"--val-size {config.val_size}: {error}") from error
     if config.limit_train is not None and config.limit_train < len(train):
         train = train.subset(np.arange(config.limit_train))
     return train, val, test
@@ -493,6 +499,11 @@ class Trainer:
                 self._run_epoch()
         return self.history
 
+    def evaluate(self, dataset, description="evaluate") -> dict:
+        """`evaluate`'s metrics of the current model on `dataset`, preprocessed as in training."""
+        loader = DataLoader(dataset, EVAL_BATCH_SIZE, seed=0, mean=self.mean, std=self.std)
+        return evaluate(self.model, loader, self.loss, self.classes, self.progress, description)
+
     def _run_epoch(self) -> None:
         epoch, total = self.epoch, self.config.epochs
         lr = float(self.optimizer.param_groups[0]["lr"])
@@ -546,10 +557,10 @@ class Trainer:
                 self._step(x, y, epoch, step)
                 partial["seconds"] = seconds_before + time.perf_counter() - started
                 bar.update(1)
-                if step % 10 == 0 or step == len(loader):
-                    bar.set_postfix(loss=f"{partial['loss_sum'] / partial['seen']:.4f}",
-                                    acc=f"{partial['correct'] / partial['seen']:.4f}",
-                                    img_s=f"{partial['seen'] / partial['seconds']:.0f}")
+                bar.set_postfix(loss=f"{partial['loss_sum'] / partial['seen']:.4f}",
+                                acc=f"{partial['correct'] / partial['seen']:.4f}",
+                                img_s=f"{partial['seen'] / partial['seconds']:.0f}",
+                                refresh=False)
                 self._after_step(epoch, step)
         finally:
             bar.close()
@@ -795,13 +806,13 @@ def train(config: TrainConfig, resume=False, progress=False, log=None,
         log(f"resuming {trainer.run_dir} after {trainer.epoch} epochs"
             + (f" and {trainer.train_loader.position} steps" if trainer.partial["seen"] else ""))
     else:
+        if (trainer.run_dir / "last.json").exists():
+            log(f"replacing the previous run in {trainer.run_dir}")
         start_run_dir(trainer.run_dir)
         trainer.save_state()  # a resumable (and "last good") state from the start
     started = time.perf_counter()
     trainer.fit()
-    test_loader = DataLoader(test_set, EVAL_BATCH_SIZE, seed=0, mean=trainer.mean,
-                             std=trainer.std)
-    test = evaluate(trainer.model, test_loader, trainer.loss, trainer.classes, progress, "test")
+    test = trainer.evaluate(test_set, "test")
     last = trainer.history[-1] if trainer.history else {}
     metrics = {"test_" + key: value for key, value in test.items()}
     metrics.update({key: last[key] for key in ("train_loss", "train_accuracy", "val_loss",
@@ -831,6 +842,8 @@ def load_trained_model(path):
         CheckpointError when it is missing, damaged, or not a trained cnnlab model.
     """
     path = Path(path)
+    if not path.exists() and not path.with_name(path.name + ".safetensors").exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint")
     if path.is_dir():
         if not (path / "model.json").exists() and (path / "last.json").exists():
             raise CheckpointError(f"{path}: the run has not finished (no model.json yet); "
