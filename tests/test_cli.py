@@ -16,6 +16,7 @@ from PIL import Image
 
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.cli import main
+from test_train_viz import assert_png_with_content
 
 CLASSES = ("circle", "cross", "stripes")
 TRAIN = ["--model", "mlp", "--epochs", "2", "--batch-size", "16", "--quiet"]
@@ -84,6 +85,8 @@ def test_train_writes_the_run_and_reports_test_accuracy(folder, tmp_path, capsys
             "confusion.png"} <= names
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in records] == [1, 2]
+    assert_png_with_content(run_dir / "curves.png")
+    assert_png_with_content(run_dir / "confusion.png")
     described = json.dumps(json.loads((run_dir / "model.json").read_text()))
     for word in ('"classes"', '"mean"', '"std"', '"input_size"', '"channels"', '"epoch"',
                  '"metrics"', '"circle"'):
@@ -238,6 +241,20 @@ def test_resume_into_an_incompatible_or_empty_run_dir(trained, tmp_path, capsys)
     status, _, err = run_cli(["train", "--out", trained, "--resume", "--lr", "9"], capsys)
     assert_one_line_error(status, err, "--lr 9.0")
     assert_one_line_error(*run_cli(["train", "--out", tmp_path, "--resume"], capsys)[::2])
+    status, _, err = run_cli(["train", "--out", trained, "--resume", "--epochs", "1"], capsys)
+    assert_one_line_error(status, err, "--epochs 1", "already at 2")
+
+
+def test_resume_from_a_damaged_state(folder, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--dataset", f"folder:{folder}", *TRAIN, "--epochs", "1",
+                 "--out", str(run_dir)]) == 0
+    state = run_dir / "last.safetensors"
+    data = bytearray(state.read_bytes())
+    data[-3] ^= 0xFF
+    state.write_bytes(bytes(data))
+    status, _, err = run_cli(["train", "--out", run_dir, "--resume", "--epochs", "2"], capsys)
+    assert_one_line_error(status, err, "last.safetensors", "corrupt")
 
 
 def test_diverging_run_is_a_one_line_error(folder, tmp_path, capsys):

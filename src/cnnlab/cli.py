@@ -171,8 +171,9 @@ def _add_predict(commands):
         "predict", help="classify image files",
         description="The most likely classes of image files (PNG, JPEG, ...; any size or "
                     "colour mode: they are converted as the training images were).")
-    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
-    parser.add_argument("images", metavar="IMAGE", nargs="+")
+    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run directory, or a model checkpoint such as RUN_DIR/best")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     parser.add_argument("--top-k", type=int, default=3, metavar="K",
                         help="classes to show per image (default: 3)")
     _add_common(parser, "print one JSON object with the predictions")

@@ -297,7 +297,8 @@ def configure(options: dict, config_file=None, resume=False) -> TrainConfig:
     if not resume:
         return TrainConfig(**given).resolve()
     out = given.get("out") or TrainConfig(**given).resolve().out
-    saved = TrainConfig(**read_train_state(out)[1]["config"])
+    state = read_train_state(out)[1]
+    saved = TrainConfig(**state["config"])
     mismatched = [
         f"--{name.replace('_', '-')} {given[name]} (the run has {getattr(saved, name)})"
         for name in FINGERPRINT if name in given and _differs(given[name], getattr(saved, name))
@@ -305,7 +306,12 @@ def configure(options: dict, config_file=None, resume=False) -> TrainConfig:
     if mismatched:
         raise CheckpointError(f"cannot resume {out}: it was made with different options: "
                               + "; ".join(mismatched))
-    return dataclasses.replace(saved, **{**given, "out": str(out)}).resolve()
+    config = dataclasses.replace(saved, **{**given, "out": str(out)}).resolve()
+    done = state["epoch"] + (state["partial"]["seen"] > 0)
+    if config.epochs < done:
+        raise ValueError(f"--epochs {config.epochs}: the run in {out} is already "
+                         f"{'in epoch' if done > state['epoch'] else 'at'} {done}")
+    return config
 
 
 def _differs(given, saved) -> bool:
