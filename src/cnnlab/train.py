@@ -323,7 +323,8 @@ def _differs(given, saved) -> bool:
 
 
 def derived_seed(seed: int, stream: str) -> int:
-    """An independent non-negative int seed for one purpose ("split", "init", "loader")."""
+    """An independent non-negative int seed for one purpose: "split", "init", "dropout" or
+    "loader"."""
     words = [ord(char) for char in stream]
     state = np.random.SeedSequence([seed, *words]).generate_state(2, np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
@@ -354,6 +355,8 @@ def augmentation(dataset: str, image_shape):
 
 
 def make_optimizer(config: TrainConfig, parameters):
+    """The optimiser named by `config.optimizer`; SGD uses Nesterov momentum when momentum > 0,
+    Adam and AdamW ignore `momentum` (their betas are PyTorch's defaults)."""
     parameters = list(parameters)
     if config.optimizer == "sgd":
         return SGD(parameters, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
