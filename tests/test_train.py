@@ -243,3 +243,24 @@ def test_cnn_on_5000_fashion_mnist_images_beats_75_percent(tmp_path):
     assert summary["test_accuracy"] > 0.75, summary
     assert (tmp_path / "run/model.safetensors").exists()
     assert {p.name for p in (tmp_path / "run").glob("*.png")} == {"curves.png", "confusion.png"}
+
+
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path):
+    """A KeyboardInterrupt in the middle of a step (as a second Ctrl-C raises) leaves the last
+    whole checkpoint on disk and says so."""
+    trainer = make_trainer(make_config(tmp_path))
+    training.start_run_dir(trainer.run_dir)
+    trainer.save_state()
+    loss, calls = trainer.loss, []
+
+    def interrupted_loss(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return loss(*args, **kwargs)
+
+    trainer.loss = interrupted_loss
+    with pytest.raises(training.TrainingInterrupted, match="without saving.*after epoch 0"):
+        trainer.fit()
+    _, state = load_checkpoint(trainer.run_dir / "last")
+    assert state["epoch"] == 0 and state["loader"]["position"] == 0

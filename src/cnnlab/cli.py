@@ -133,7 +133,8 @@ def _add_train(commands):
     model.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="random flips and crops (shifts for mnist) of training images")
     model.add_argument("--patience", type=int, metavar="N",
-                       help="stop early after N epochs without a better validation accuracy")
+                       help="stop early after N epochs without a better validation accuracy "
+                            "(RUN_DIR/best keeps the best epoch's weights)")
     model.add_argument("--margin", type=float, metavar="X",
                        help="hinge-loss margin for --model svm (default: 1)")
     run = parser.add_argument_group("run")

@@ -506,8 +506,16 @@ class Trainer:
         history. Continues from wherever the trainer stands (after `load_state`)."""
         # Overflow is caught as a non-finite loss (TrainingDiverged), not warned about.
         with self._deferred_interrupts(), np.errstate(over="ignore", invalid="ignore"):
-            while self.epoch < self.config.epochs and not self.stopped_early:
-                self._run_epoch()
+            try:
+                while self.epoch < self.config.epochs and not self.stopped_early:
+                    self._run_epoch()
+            except TrainingInterrupted:
+                raise
+            except KeyboardInterrupt:  # a second Ctrl-C: the state on disk is the last epoch's
+                path = self.run_dir / "last"
+                raise TrainingInterrupted(
+                    f"interrupted without saving; {path} holds the state after epoch "
+                    f"{self.epoch}", path, self.epoch, 0) from None
         return self.history
 
     def evaluate(self, dataset, description="evaluate") -> dict:
