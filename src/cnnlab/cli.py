@@ -10,7 +10,7 @@ import json
 import sys
 import warnings
 
-from cnnlab import __version__
+from cnnlab import __version__, cli_lab
 from cnnlab import train as training
 
 DESCRIPTION = """\
@@ -20,6 +20,9 @@ cnnlab: image classification with convolutional networks, on NumPy.
   cnnlab evaluate RUN_DIR --json    loss and accuracy of a trained model on a test set
   cnnlab predict RUN_DIR a.png      the most likely classes of image files
   cnnlab plot RUN_DIR               (re)draw a run's loss/accuracy curves and confusion matrix
+  cnnlab summary                    per-layer shapes, parameters and receptive fields
+  cnnlab viz RUN_DIR                pictures of a trained model: templates, filters, activations
+  cnnlab compare                    pixels, hand-made features, MLP and CNN side by side
 
 Run `cnnlab COMMAND --help` for a command's options."""
 
@@ -197,6 +200,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_train, _add_evaluate, _add_predict, _add_plot):
         add(commands)
+    cli_lab.add_commands(commands)  # summary, viz, compare
     return parser
 
 
@@ -277,8 +281,8 @@ def main(argv=None):
             warnings.showwarning = _show_warning
             args = build_parser().parse_args(argv)
             if args.command is None:
-                raise UsageError("give a command: train, evaluate, predict or plot "
-                                 "(cnnlab --help lists them)")
+                raise UsageError("give a command: train, evaluate, predict, plot, summary, viz "
+                                 "or compare (cnnlab --help lists them)")
             args.handler(args)
         return 0
     except UsageError as error:
