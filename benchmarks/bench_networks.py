@@ -1,28 +1,32 @@
 """Speed of cnnlab against PyTorch (CPU) on the two reference networks, in one run.
 
-    python benchmarks/bench_networks.py [--quick] [--batch-size 128]
+    python benchmarks/bench_networks.py [--quick] [--rounds 7] [--batch-size 128]
+                                        [--networks fmnist-cnn cifar-cnn]
 
 For fmnist-cnn (1 x 28 x 28) and cifar-cnn (3 x 32 x 32) it builds the network in cnnlab and
 in PyTorch with the same weights, then times a training step (forward, cross-entropy,
 backward, SGD with momentum 0.9; cnnlab.nn modules and cnnlab.optim.SGD against torch.nn and
-torch.optim.SGD) and an inference pass (no graph), alternating the two
-libraries round by round so that both see the same machine load. It prints images per second
-(the median over rounds) and the ratio cnnlab / PyTorch as a Markdown table, and the machine.
+torch.optim.SGD) and an inference pass (no graph). It prints images per second (the median
+over rounds) and the ratio cnnlab / PyTorch as a Markdown table, and the machine.
+
+Each library runs in its own worker process (multiprocessing, "spawn"): the cnnlab worker
+never imports torch. Loading PyTorch next to NumPy's OpenBLAS in one process slowed cnnlab's
+GEMMs by an order of magnitude on the project's 2-core machine, which measured the pairing,
+not the library. The parent draws weights and data with NumPy, sends the same arrays to both
+workers, checks that they compute the same logits and first loss, and then alternates: round
+by round it asks one worker, then the other, to time a number of calls of one task (the
+order swaps every round), so both see the same machine load. Only the parent prints.
 """
 
 import argparse
+import math
+import multiprocessing
 import os
 import platform
 import statistics
 import time
-from functools import partial
 
 import numpy as np
-import torch
-
-import cnnlab
-import cnnlab.nn
-import cnnlab.optim
 
 # Each layer: ("conv", C_in, C_out) 3x3 padding 1, ("pool",) 2x2 max, ("relu",), ("flatten",),
 # ("linear", in_features, out_features).
@@ -47,6 +51,8 @@ NETWORKS = {
 
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
+TASKS = ("training step", "inference")
+SECONDS_PER_ROUND = 0.3  # PyTorch's time per round and task; cnnlab runs as many calls
 
 
 def make_weights(layers, rng):
@@ -65,10 +71,16 @@ def make_weights(layers, rng):
     return weights
 
 
+# ----- the two libraries (each imported only inside its own worker) -------------------------
 class CnnlabNetwork:
     """The network in cnnlab: nn modules, CrossEntropyLoss and optim.SGD with momentum."""
 
     def __init__(self, layers, weights):
+        import cnnlab
+        import cnnlab.nn
+        import cnnlab.optim
+
+        self.cnnlab = cnnlab
         modules = []
         for layer in layers:
             if layer[0] == "conv":
@@ -91,20 +103,27 @@ class CnnlabNetwork:
 
     def train_step(self, images, labels):
         self.optimizer.zero_grad()
-        loss = self.loss(self.model(cnnlab.Tensor(images)), labels)
+        loss = self.loss(self.model(self.cnnlab.Tensor(images)), labels)
         loss.backward()
         self.optimizer.step()
         return loss.item()
 
     def infer(self, images):
-        with cnnlab.no_grad():
-            return self.model(cnnlab.Tensor(images)).data
+        with self.cnnlab.no_grad():
+            return self.model(self.cnnlab.Tensor(images)).data
+
+    @staticmethod
+    def describe():
+        return f"NumPy {np.__version__}"
 
 
 class TorchNetwork:
     """The same network in PyTorch, loaded with the same weights."""
 
     def __init__(self, layers, weights):
+        import torch
+
+        self.torch = torch
         modules = []
         for layer in layers:
             if layer[0] == "conv":
@@ -127,6 +146,7 @@ class TorchNetwork:
         self.loss = torch.nn.CrossEntropyLoss()
 
     def train_step(self, images, labels):
+        torch = self.torch
         self.optimizer.zero_grad()
         loss = self.loss(self.model(torch.from_numpy(images)), torch.from_numpy(labels))
         loss.backward()
@@ -134,31 +154,107 @@ class TorchNetwork:
         return loss.item()
 
     def infer(self, images):
-        with torch.no_grad():
-            return self.model(torch.from_numpy(images)).numpy()
+        with self.torch.no_grad():
+            return self.model(self.torch.from_numpy(images)).numpy()
+
+    @staticmethod
+    def describe():
+        import torch
+
+        return f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
-def check_same_network(ours, theirs, images, labels):
-    """The two networks compute the same thing: logits, then one training step's loss."""
-    difference = np.abs(ours.infer(images) - theirs.infer(images)).max()
-    assert difference < 1e-3, f"logits differ by {difference}"
-    loss_ours, loss_theirs = ours.train_step(images, labels), theirs.train_step(images, labels)
-    assert abs(loss_ours - loss_theirs) < 1e-3, (loss_ours, loss_theirs)
+LIBRARIES = {"cnnlab": CnnlabNetwork, "PyTorch": TorchNetwork}
 
 
-def time_rounds(contenders, rounds, calls, batch_size):
-    """images/s per contender: median over rounds, contenders alternating within each round."""
-    rates = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, call in contenders.items():
+# ----- worker: one library, driven over a pipe -----------------------------------------------
+def worker(library, connection):
+    """Serve requests until "stop". Every request is (command, *arguments); each gets one reply.
+
+    ("describe",) -> str; ("build", layers, weights, images, labels) -> None;
+    ("logits",) -> ndarray; ("train_step",) -> loss; ("time", task, calls) -> seconds.
+    """
+    network_class, network, data = LIBRARIES[library], None, None
+    while True:
+        command, *arguments = connection.recv()
+        if command == "stop":
+            return
+        if command == "describe":
+            reply = network_class.describe()
+        elif command == "build":
+            layers, weights, images, labels = arguments
+            network, data = network_class(layers, weights), (images, labels)
+            reply = None
+        elif command == "logits":
+            reply = np.asarray(network.infer(data[0]))
+        elif command == "train_step":
+            reply = network.train_step(*data)
+        elif command == "time":
+            task, calls = arguments
+            call = network.train_step if task == "training step" else network.infer
+            arguments = data if task == "training step" else data[:1]
             start = time.perf_counter()
             for _ in range(calls):
-                call()
-            rates[name].append(calls * batch_size / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
+                call(*arguments)
+            reply = time.perf_counter() - start
+        else:
+            raise ValueError(f"worker: unknown command {command!r}")
+        connection.send(reply)
 
 
-def machine():
+class Workers:
+    """One spawned worker process per library, asked in turn."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")
+        self.connections, self.processes = {}, []
+        for library in LIBRARIES:
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=worker, args=(library, child_end), daemon=True)
+            process.start()
+            child_end.close()
+            self.connections[library] = parent_end
+            self.processes.append(process)
+
+    def ask(self, library, *request):
+        self.connections[library].send(request)
+        return self.connections[library].recv()
+
+    def ask_all(self, *request):
+        return {library: self.ask(library, *request) for library in LIBRARIES}
+
+    def close(self):
+        for connection in self.connections.values():
+            connection.send(("stop",))
+        for process in self.processes:
+            process.join()
+
+
+# ----- parent -------------------------------------------------------------------------------
+def check_same_network(workers):
+    """Both workers compute the same thing: logits, then one training step's loss."""
+    logits = workers.ask_all("logits")
+    difference = np.abs(logits["cnnlab"] - logits["PyTorch"]).max()
+    assert difference < 1e-3, f"logits differ by {difference}"
+    losses = workers.ask_all("train_step")
+    assert abs(losses["cnnlab"] - losses["PyTorch"]) < 1e-3, losses
+
+
+def time_rounds(workers, task, rounds, batch_size):
+    """images/s per library: median over rounds; the libraries alternate, the order swaps."""
+    workers.ask_all("time", task, 1)  # warm-up, untimed
+    seconds = workers.ask("PyTorch", "time", task, 1)
+    calls = max(1, math.ceil(SECONDS_PER_ROUND / seconds))
+    rates = {library: [] for library in LIBRARIES}
+    order = list(LIBRARIES)
+    for _ in range(rounds):
+        for library in order:
+            rates[library].append(calls * batch_size / workers.ask(library, "time", task, calls))
+        order.reverse()
+    return {library: statistics.median(values) for library, values in rates.items()}
+
+
+def machine(workers):
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -168,48 +264,43 @@ def machine():
                     break
     except OSError:
         pass
+    described = workers.ask_all("describe")
     return (
         f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"{described['cnnlab']}, {described['PyTorch']}; one process per library"
     )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 20 s)")
+    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 7")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per task")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     args = parser.parse_args(argv)
-    rounds = 3 if args.quick else 7
+    rounds = args.rounds or (3 if args.quick else 7)
+    if rounds < 1 or args.batch_size < 1:
+        parser.error(f"--rounds and --batch-size must be positive, got {rounds}, {args.batch_size}")
     rng = np.random.default_rng(0)
 
-    rows = []
-    for name in args.networks:
-        spec = NETWORKS[name]
-        weights = make_weights(spec["layers"], rng)
-        images = rng.standard_normal((args.batch_size, *spec["input"])).astype(np.float32)
-        labels = rng.integers(0, 10, args.batch_size)
-        ours = CnnlabNetwork(spec["layers"], weights)
-        theirs = TorchNetwork(spec["layers"], weights)
-        check_same_network(ours, theirs, images, labels)
-        # Calls per round: enough for about a quarter of a second of PyTorch training.
-        calls = 2 if name == "fmnist-cnn" else 1
-        tasks = {
-            "training step": {
-                "cnnlab": partial(ours.train_step, images, labels),
-                "PyTorch": partial(theirs.train_step, images, labels),
-            },
-            "inference": {
-                "cnnlab": partial(ours.infer, images),
-                "PyTorch": partial(theirs.infer, images),
-            },
-        }
-        for task, contenders in tasks.items():
-            task_calls = calls * (3 if task == "inference" else 1)
-            rate = time_rounds(contenders, rounds, task_calls, args.batch_size)
-            rows.append((name, task, rate["cnnlab"], rate["PyTorch"]))
+    workers = Workers()
+    try:
+        rows = []
+        for name in args.networks:
+            spec = NETWORKS[name]
+            weights = make_weights(spec["layers"], rng)
+            images = rng.standard_normal((args.batch_size, *spec["input"])).astype(np.float32)
+            labels = rng.integers(0, 10, args.batch_size)
+            workers.ask_all("build", spec["layers"], weights, images, labels)
+            check_same_network(workers)
+            for task in TASKS:
+                rate = time_rounds(workers, task, rounds, args.batch_size)
+                rows.append((name, task, rate["cnnlab"], rate["PyTorch"]))
+        description = machine(workers)
+    finally:
+        workers.close()
 
-    print(f"Batch size {args.batch_size}; {machine()}\n")
+    print(f"Batch size {args.batch_size}; {description}\n")
     print("| network | task | cnnlab images/s | PyTorch images/s | cnnlab / PyTorch |")
     print("|---|---|---:|---:|---:|")
     for name, task, ours, theirs in rows:
