@@ -18,7 +18,7 @@ import torch.nn.functional as TF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnlab.ops.conv import BLAS, Conv2d
+from cnnlab.ops.conv import BLAS, Conv2d, Workspace
 from cnnlab.ops.pool import AvgPool2d, MaxPool2d
 
 TOLERANCE = {np.float64: 1e-8, np.float32: 2e-4}
@@ -431,3 +431,37 @@ def test_backward_can_run_twice_for_retain_graph():
         first, second = function.backward(upstream), function.backward(upstream)
         for a, b in zip(first, second, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+# ----- the workspace of large scratch arrays ------------------------------------------------
+def test_workspace_never_shares_a_buffer_between_two_live_graphs():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((16, 8, 24, 24)).astype(np.float32)  # column matrix: 2.6 MB
+    weight = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    upstream = rng.standard_normal((16, 4, 24, 24)).astype(np.float32)
+    options = {"stride": (1, 1), "padding": (1, 1)}
+    first, second = Conv2d([True, True]), Conv2d([True, True])
+    first.forward(x, weight, **options)
+    second.forward(x[::-1].copy(), weight, **options)  # another graph while the first is alive
+    assert not np.shares_memory(first.columns, second.columns)
+    expected = Conv2d([True, True])
+    expected.forward(x, weight, **options)
+    for a, b in zip(first.backward(upstream), expected.backward(upstream), strict=True):
+        np.testing.assert_array_equal(a, b)
+    released = first.columns
+    del first  # the graph lets go: its column matrix may serve the next forward
+    third = Conv2d([True, True])
+    third.forward(x, weight, **options)
+    assert np.shares_memory(third.columns, released)
+
+
+def test_workspace_keeps_at_most_max_bytes():
+    workspace = Workspace(max_bytes=3 << 20)
+    arrays = [np.empty((1 << 18, k + 1), np.float32) for k in range(3)]  # 1, 2 and 3 MB
+    for array in arrays:
+        workspace.give_back(array)
+    assert [kept.nbytes for kept in workspace.free.values()] == [3 << 20]
+    assert workspace.take((1 << 18, 3), np.float32) is arrays[2]
+    assert workspace.take((1 << 18, 3), np.float32) is not arrays[2]  # taken: not handed twice
+    workspace.give_back(np.empty(10, np.float32))  # small arrays are not kept
+    assert not workspace.free

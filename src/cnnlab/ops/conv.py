@@ -109,6 +109,38 @@ class _NumpyBlas:
 BLAS = _NumpyBlas()
 
 
+class Workspace:
+    """Large scratch arrays kept for reuse between calls, at most one per (shape, dtype).
+
+    A fresh array of 100 MB costs about 10 ms of page faults (the kernel zero-fills each page on
+    first touch), more than the copy that fills it; glibc maps arrays above 32 MB freshly on
+    every allocation. An op `take`s a buffer and `give_back`s it once nothing refers to it any
+    more (at the end of the call, or when the Function that saved it for backward is freed), so
+    two graphs alive at once never share one. Arrays under 1 MB are not kept; beyond
+    `max_bytes` in all, the least recently returned go.
+    """
+
+    MIN_BYTES = 1 << 20
+
+    def __init__(self, max_bytes=1 << 30):
+        self.max_bytes, self.free = max_bytes, {}
+
+    def take(self, shape, dtype):
+        """An uninitialised C-contiguous array: a returned one when it fits, else a new one."""
+        array = self.free.pop((tuple(shape), np.dtype(dtype)), None)
+        return np.empty(shape, dtype) if array is None else array
+
+    def give_back(self, array):
+        if array is None or array.nbytes < self.MIN_BYTES or not array.flags.c_contiguous:
+            return
+        self.free[(array.shape, array.dtype)] = array  # newest last
+        while sum(kept.nbytes for kept in self.free.values()) > self.max_bytes:
+            del self.free[next(iter(self.free))]
+
+
+WORKSPACE = Workspace()
+
+
 def float_dtype(*arrays):
     """NumPy's promotion of the arrays' dtypes, at least float32 (integers become float32)."""
     dtype = np.result_type(*arrays)
@@ -195,7 +227,9 @@ class Conv2d(Function):
         dtype = float_dtype(x, weight)
 
         padded = padded_nhwc(x, padding, 0, dtype)
-        columns = window_view(padded, kernel, stride, out_hw).reshape(-1, kh * kw * c_in)
+        windows = window_view(padded, kernel, stride, out_hw)
+        columns = WORKSPACE.take((n * out_hw[0] * out_hw[1], kh * kw * c_in), dtype)
+        np.copyto(columns.reshape(windows.shape), windows)  # im2col: one strided copy
         weight_matrix = weight.transpose(0, 2, 3, 1).reshape(c_out, -1).astype(dtype, copy=False)
         out = columns @ weight_matrix.T  # (N * H_out * W_out, C_out): NHWC
         if bias is not None:
@@ -207,7 +241,15 @@ class Conv2d(Function):
         self.stride, self.padding = stride, padding
         self.weight = weight.astype(dtype, copy=False) if needs[0] else None
         self.columns = columns if needs[1] else None
+        if not needs[1]:
+            WORKSPACE.give_back(columns)
         return out.reshape(n, out_hw[0], out_hw[1], c_out).transpose(0, 3, 1, 2)
+
+    def __del__(self):
+        # The saved column matrix goes back to the workspace once the graph lets go of it.
+        columns = getattr(self, "columns", None)
+        if columns is not None and WORKSPACE is not None:
+            WORKSPACE.give_back(columns)
 
     def backward(self, grad_output):
         needs = self.needs_input_grad
@@ -235,21 +277,26 @@ class Conv2d(Function):
         padded_h, padded_w = h + 2 * pad_h, w + 2 * pad_w
         if (stride_h, stride_w) == (1, 1):
             # The upstream gradient placed on the padded grid: output (y, x) sits at row y*Wp + x.
-            grid = np.zeros((n, padded_h, padded_w, c_out), dtype=grad_rows.dtype)
-            grid[:, :h_out, :w_out] = grad_rows.reshape(n, h_out, w_out, c_out)
-            grid = grid.reshape(-1, c_out)
-            rows = grid.shape[0]
+            rows, dtype = n * padded_h * padded_w, grad_rows.dtype
+            grid = WORKSPACE.take((rows, c_out), dtype)
+            grid_nhwc = grid.reshape(n, padded_h, padded_w, c_out)
+            grid_nhwc[:, :h_out, :w_out] = grad_rows.reshape(n, h_out, w_out, c_out)
+            grid_nhwc[:, h_out:] = 0
+            grid_nhwc[:, :h_out, w_out:] = 0
             taps = np.ascontiguousarray(self.weight.transpose(2, 3, 0, 1))  # (KH, KW, C_out, C_in)
-            grad_padded = np.matmul(grid, taps[0, 0])  # tap (0, 0) shifts by 0 rows
+            grad_padded = WORKSPACE.take((rows, c_in), dtype)
+            np.matmul(grid, taps[0, 0], out=grad_padded)  # tap (0, 0) shifts by 0 rows
             for i in range(kh):
                 for j in range(kw):
                     shift = i * padded_w + j
                     if shift > 0:
                         BLAS.gemm_accumulate(grid[: rows - shift], taps[i, j], grad_padded[shift:])
-            grad_padded = grad_padded.reshape(n, padded_h, padded_w, c_in)
+            WORKSPACE.give_back(grid)
+            workspace, grad_padded = grad_padded, grad_padded.reshape(n, padded_h, padded_w, c_in)
         else:
             weight_matrix = self.weight.transpose(0, 2, 3, 1).reshape(c_out, -1)
             columns = (grad_rows @ weight_matrix).reshape(n, h_out, w_out, kh, kw, c_in)
+            workspace = None
             grad_padded = np.zeros((n, padded_h, padded_w, c_in), dtype=grad_rows.dtype)
             for i in range(kh):
                 for j in range(kw):
@@ -259,4 +306,5 @@ class Conv2d(Function):
         grad_x = grad_padded[:, pad_h : pad_h + h, pad_w : pad_w + w]
         if pad_h or pad_w:
             grad_x = np.ascontiguousarray(grad_x)  # gapped arrays slow every later ufunc
+            WORKSPACE.give_back(workspace)
         return grad_x.transpose(0, 3, 1, 2)
