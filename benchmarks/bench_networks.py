@@ -15,7 +15,10 @@ GEMMs by an order of magnitude on the project's 2-core machine, which measured t
 not the library. The parent draws weights and data with NumPy, sends the same arrays to both
 workers, checks that they compute the same logits and first loss, and then alternates: round
 by round it asks one worker, then the other, to time a number of calls of one task (the
-order swaps every round), so both see the same machine load. Only the parent prints.
+order swaps every round), so both see the same machine load. Only the parent prints. The
+machine line ends with the load average before and after: above the core count, other
+processes took turns with the two workers, and OpenBLAS's two threads, which wait on each other
+many times per product, then lose far more time than PyTorch (up to 50x on one product).
 """
 
 import argparse
@@ -254,7 +257,15 @@ def time_rounds(workers, task, rounds, batch_size):
     return {library: statistics.median(values) for library, values in rates.items()}
 
 
-def machine(workers):
+def load_average():
+    """The 1-minute load average, or None where the system does not report one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def machine(workers, loads):
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -265,9 +276,12 @@ def machine(workers):
     except OSError:
         pass
     described = workers.ask_all("describe")
+    load = ""
+    if None not in loads:  # other processes on a shared machine move every number
+        load = f"; load average {loads[0]:.1f} before, {loads[1]:.1f} after"
     return (
         f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-        f"{described['cnnlab']}, {described['PyTorch']}; one process per library"
+        f"{described['cnnlab']}, {described['PyTorch']}; one process per library{load}"
     )
 
 
@@ -283,7 +297,7 @@ def main(argv=None):
         parser.error(f"--rounds and --batch-size must be positive, got {rounds}, {args.batch_size}")
     rng = np.random.default_rng(0)
 
-    workers = Workers()
+    load_before, workers = load_average(), Workers()
     try:
         rows = []
         for name in args.networks:
@@ -296,7 +310,7 @@ def main(argv=None):
             for task in TASKS:
                 rate = time_rounds(workers, task, rounds, args.batch_size)
                 rows.append((name, task, rate["cnnlab"], rate["PyTorch"]))
-        description = machine(workers)
+        description = machine(workers, (load_before, load_average()))
     finally:
         workers.close()
 
