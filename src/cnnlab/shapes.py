@@ -51,7 +51,7 @@ def output_hw(height, width, kernel, stride, padding, op="conv2d"):
 
 
 def dropped_pixels(size, kernel, stride, padding):
-    """Input pixels (on one axis, padded side included) that no window covers because of flooring."""
+    """Input pixels (on one axis, padded side included) that no window covers, by flooring."""
     return (size - kernel + 2 * padding) % stride
 
 
