@@ -96,6 +96,19 @@ def test_every_spelling_of_the_path_names_the_same_checkpoint(saved):
         assert metadata["epoch"] == 3 and "0.weight" in arrays
 
 
+def test_extra_arrays_travel_with_the_model_and_stay_out_of_its_state_dict(tmp_path):
+    model = build_model("linear", input_size=(1, 5), num_classes=3)
+    extra = {"features.mean": np.arange(5.0), "features.std": np.ones(5)}
+    save_model(tmp_path / "m", model, {"note": 1}, extra_arrays=extra)
+    loaded, metadata = load_model(tmp_path / "m")
+    assert metadata["extra_arrays"] == ["features.mean", "features.std"]
+    assert set(loaded.state_dict()) == {"1.weight", "1.bias"}
+    arrays, _ = load_checkpoint(tmp_path / "m")
+    assert np.array_equal(arrays["features.mean"], extra["features.mean"])
+    with pytest.raises(ValueError, match="clash"):
+        save_model(tmp_path / "m", model, extra_arrays={"1.bias": np.zeros(3)})
+
+
 def test_float64_models_come_back_float64(tmp_path):
     model = small_cnn().double()
     save_model(tmp_path / "model", model)

@@ -131,6 +131,56 @@ def test_predict_converts_any_image(trained, tmp_path, capsys):
     assert status == 0 and out.startswith(f"{big}: ") and out.count("0.") >= 3
 
 
+def test_evaluate_reads_the_training_state_too(trained, capsys):
+    """RUN_DIR/last after the last epoch holds the final weights: the same numbers."""
+    results = []
+    for path in (trained, trained / "last"):
+        status, out, err = run_cli(["evaluate", path, "--json"], capsys)
+        assert status == 0, err
+        results.append(json.loads(out))
+    assert results[0]["accuracy"] == results[1]["accuracy"]
+    assert results[0]["loss"] == results[1]["loss"]
+
+
+# ----- hand-designed features -------------------------------------------------------------------
+FEATURES = ["--model", "linear", "--features", "hog,color", "--epochs", "3", "--batch-size", "16",
+            "--lr", "0.01", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def features_run(folder, tmp_path_factory):
+    """A finished linear run on HOG + colour features of the folder's images."""
+    run_dir = tmp_path_factory.mktemp("runs") / "features"
+    assert main(["train", "--dataset", f"folder:{folder}", *FEATURES, "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_features_train_well_and_evaluate_and_predict_repeat_them(features_run, folder, capsys):
+    """evaluate recomputes the test images' features from the saved pipeline; predict on a PNG
+    matches evaluate's view of the same image."""
+    status, out, err = run_cli(["evaluate", features_run, "--json"], capsys)
+    assert status == 0, err
+    assert json.loads(out)["accuracy"] >= 0.9  # 18 test images of 3 shapes
+    described = json.loads((features_run / "model.json").read_text())
+    assert described["preprocessing"]["features"]["names"] == ["hog", "color"]
+    assert described["extra_arrays"] == ["features.mean", "features.std"]
+    assert described["model"]["input_size"] == [1, sum(
+        described["preprocessing"]["features"]["dims"].values())]
+    status, out, err = run_cli(["predict", features_run, folder / "cross" / "29.png",
+                                "--json"], capsys)
+    assert status == 0, err
+    assert json.loads(out)["predictions"][0]["predictions"][0]["class"] == "cross"
+    status, out, err = run_cli(["summary", features_run], capsys)
+    assert status == 0 and "(1, 1, 154)" in out, out + err
+
+
+def test_features_refused_for_cnns_and_unknown_names(capsys):
+    status, _, err = run_cli(["train", "--model", "cnn", "--features", "hog"], capsys)
+    assert_one_line_error(status, err, "--features applies to", "not cnn")
+    status, _, err = run_cli(["train", "--model", "linear", "--features", "hog,sift"], capsys)
+    assert_one_line_error(status, err, "'sift'", "pixels, hog, color, polar")
+
+
 def test_plot_redraws(trained, capsys):
     for name in ("curves.png", "confusion.png"):
         (trained / name).unlink()
@@ -275,6 +325,7 @@ def test_the_installed_entry_point(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0
     assert "per-model defaults" in shown.stdout and "--limit-train" in shown.stdout
+    assert "--features" in shown.stdout and "hog,color" in shown.stdout
     failed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--lr", "-1"],
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and failed.stderr.startswith("error: ")

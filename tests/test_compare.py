@@ -61,8 +61,10 @@ def test_compare_trains_every_model_and_writes_table_and_chart(comparison):
     with Image.open(root / "out" / "comparison.png") as chart:
         assert chart.format == "PNG" and chart.size == (1000, 400)
         assert np.asarray(chart.convert("L"), dtype=float).std() > 0
-    for name in ("pixels-linear", "mlp", "cnn"):
+    for name in MODELS:
         assert (root / "out" / name / "model.safetensors").exists()
+    features = json.loads((root / "out" / "features-linear" / "model.json").read_text())
+    assert features["preprocessing"]["features"]["names"] == ["hog", "color"]
 
 
 def test_the_table_cites_the_published_result_for_fashion_mnist():
@@ -111,6 +113,17 @@ def test_viz_of_a_linear_run_draws_templates_and_finds_its_own_test_image(compar
     root, _, _ = comparison
     run(["viz", str(root / "out" / "pixels-linear"), "--out", str(tmp_path)])
     assert set(pngs(tmp_path)) == {"templates.png", "curves.png", "confusion.png"}
+
+
+def test_viz_and_summary_of_a_features_run(comparison, tmp_path, capsys):
+    """A model on features sees no image as it is: only the run's curves and confusion."""
+    root, _, _ = comparison
+    run(["viz", str(root / "out" / "features-linear"), "--out", str(tmp_path)])
+    assert set(pngs(tmp_path)) == {"curves.png", "confusion.png"}
+    capsys.readouterr()
+    run(["summary", str(root / "out" / "features-linear"), "--json"])
+    records = json.loads(capsys.readouterr().out)
+    assert records[-1]["output_shape"] == [2]
 
 
 def test_viz_receptive_field_of_a_named_layer_and_bad_names(comparison, tmp_path):

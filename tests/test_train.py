@@ -1,6 +1,7 @@
 """The trainer, at library level: configuration, run files, resume bit-identity (after an
-interruption at an epoch boundary and in the middle of one), the NaN guard, Ctrl-C, early
-stopping, and one real (short) CNN training on Fashion-MNIST."""
+interruption at an epoch boundary and in the middle of one, on pixels and on features),
+training on hand-designed features, the NaN guard, Ctrl-C, early stopping, and one real
+(short) CNN training on Fashion-MNIST."""
 
 import json
 import os
@@ -8,11 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cnnlab import train as training
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import ImageDataset
 from cnnlab.errors import CheckpointError
+from cnnlab.features import FeaturePipeline
+from cnnlab.inputs import hog_options
+from cnnlab.nn import functional as F
+from cnnlab.tensor import Tensor, no_grad
 
 
 def synthetic_dataset(per_class=30, classes=3, size=8, channels=1, seed=0):
@@ -76,10 +82,22 @@ def test_flags_override_the_model_defaults():
     ({"dataset": "imagenet"}, "--dataset must be one of"),
     ({"limit_train": 0}, "--limit-train must be at least 1"),
     ({"seed": -3}, "--seed must be at least 0"),
+    ({"model": "cnn", "features": ["hog"]}, "--features applies to --model linear, svm, mlp, "
+                                            "not cnn"),
+    ({"model": "linear", "features": "hog,sift"},
+     "unknown feature 'sift'; known features: pixels, hog, color, polar"),
+    ({"model": "linear", "features": ["hog", "hog"]}, "names a feature twice"),
+    ({"model": "mlp", "features": ["hog"], "augment": True}, "--augment applies to pixels"),
 ])  # fmt: skip
 def test_bad_values_name_their_flag(options, message):
     with pytest.raises(ValueError, match=message):
         training.TrainConfig(**options).resolve()
+
+
+def test_features_resolve_to_a_list_and_their_own_run_dir():
+    config = training.TrainConfig(model="svm", features="hog, color").resolve()
+    assert config.features == ["hog", "color"]
+    assert config.out == os.path.join("runs", "svm-hog-color-fashion-mnist")
 
 
 def test_config_file_under_the_flags(tmp_path):
@@ -146,12 +164,17 @@ def resume_to_end(config):
     return trainer
 
 
-@pytest.mark.parametrize("model, augment", [("mlp", False), ("cnn-bn", True)])
+@pytest.mark.parametrize("options", [
+    {"model": "mlp"},
+    {"model": "cnn-bn", "augment": True},
+    {"model": "svm", "features": ["hog", "color"]},
+], ids=["mlp", "cnn-bn-augment", "svm-features"])  # fmt: skip
 @pytest.mark.parametrize("stop_at", [(0, 3), (1, 6)], ids=["mid-epoch", "epoch-boundary"])
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, model, augment, stop_at):
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, options, stop_at):
     """Ctrl-C (a KeyboardInterrupt from a callback) at (epoch, step), then a resume in a new
-    trainer: same weights, optimiser state and history (bar timings) as a run left alone."""
-    options = {"model": model, "augment": augment, "epochs": 3}
+    trainer: same weights, optimiser state, feature statistics and history (bar timings) as a
+    run left alone."""
+    options = {**options, "epochs": 3}
     whole = run_to_end(make_config(tmp_path / "whole", **options))
 
     def interrupt(trainer, epoch, step):
@@ -205,6 +228,36 @@ def test_resume_refuses_other_data(tmp_path):
     trainer = training.Trainer(config, other, other)
     with pytest.raises(CheckpointError, match="training images differ"):
         trainer.load_state(*training.read_train_state(config.out))
+
+
+# ----- features -------------------------------------------------------------------------------
+def test_features_are_fitted_on_the_training_split_and_predict_repeats_them(tmp_path):
+    """The run's feature statistics are those of a pipeline fitted on the training images
+    alone; predict on a PNG gives the probabilities of the in-memory model on the image."""
+    config = make_config(tmp_path, model="linear", features=["hog", "color"], epochs=3,
+                         lr=0.01)
+    trainer = run_to_end(config)
+    train_set = synthetic_dataset()
+    alone = FeaturePipeline(("hog", "color"), **hog_options(8, 8)).fit(train_set.images)
+    assert_same_arrays(trainer.inputs.pipeline.state_dict(), alone.state_dict())
+    assert trainer.model.config["input_size"] == [1, alone.mean.size]
+    assert trainer.history[-1]["val_accuracy"] > 0.9
+    trainer.save_model(trainer.run_dir / "model")
+    image = train_set.images[40]
+    png = tmp_path / "image.png"
+    Image.fromarray(image[0]).save(png)
+    predicted = training.predict(trainer.run_dir, [png])[0]["predictions"]
+    with no_grad():
+        expected = F.softmax(trainer.model(Tensor(alone.transform(image[None]))), dim=1).data[0]
+    assert [item["probability"] for item in predicted] == sorted(expected.tolist(), reverse=True)
+    model, metadata = training.load_trained_model(trainer.run_dir / "last")
+    assert metadata["preprocessing"]["features"]["names"] == ["hog", "color"]
+
+
+def test_resume_refuses_other_features(tmp_path):
+    run_to_end(make_config(tmp_path, model="linear", features=["hog"], epochs=1))
+    with pytest.raises(CheckpointError, match="--features"):
+        training.configure({"out": str(tmp_path / "run"), "features": ["color"]}, resume=True)
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -249,15 +249,25 @@ def _check_metadata_file(metadata_path, digest):
 
 
 # ----- models -------------------------------------------------------------------------------
-def save_model(path, model, metadata=None):
+def save_model(path, model, metadata=None, extra_arrays=None):
     """Save a model made by `cnnlab.models.build_model`: its state dict (PyTorch's keys) and,
     in the metadata, "model" (its config, to rebuild it) and "dtype", besides `metadata`
-    (classes, normalisation, epoch, metrics, ...: any JSON-serialisable dict)."""
+    (classes, normalisation, epoch, metrics, ...: any JSON-serialisable dict).
+
+    extra_arrays: arrays that belong with the model but are not its weights (a feature
+    pipeline's statistics, say), under keys of their own; the metadata lists them as
+    "extra_arrays" and `load_model` leaves them out of the state dict (so should PyTorch)."""
     metadata = dict(metadata or {})
     parameters = list(model.parameters())
+    arrays, extra = model.state_dict(), dict(extra_arrays or {})
+    clashes = sorted(set(arrays) & set(extra))
+    if clashes:
+        raise ValueError(f"save_model: extra arrays {clashes} clash with the model's weights")
     metadata["model"] = model_config(model)
     metadata["dtype"] = str(parameters[0].dtype) if parameters else "float32"
-    return save_checkpoint(path, model.state_dict(), metadata)
+    if extra:
+        metadata["extra_arrays"] = sorted(extra)
+    return save_checkpoint(path, {**arrays, **extra}, metadata)
 
 
 def load_model(path, prefix=""):
@@ -267,12 +277,18 @@ def load_model(path, prefix=""):
         path: the checkpoint's name, with or without suffix.
         prefix: read the model's arrays from keys that start with it (e.g. "model." in a
             checkpoint that also holds optimiser state); other keys are then ignored.
-            Default: "" (every key must be the model's).
+            Default: "" (every key must be the model's, bar the metadata's "extra_arrays").
 
     Raises CheckpointError (one line) for a damaged file, a missing or unknown model config,
     or weights whose keys or shapes do not match the rebuilt model (listing them).
     """
     arrays, metadata = load_checkpoint(path)
+    return model_from_arrays(arrays, metadata, path, prefix), metadata
+
+
+def model_from_arrays(arrays, metadata, path, prefix=""):
+    """The model of a checkpoint already read by `load_checkpoint` (see `load_model`); `path`
+    names it in errors."""
     weights_path, _ = checkpoint_paths(path)
     config = metadata.get("model")
     if config is None:
@@ -285,13 +301,16 @@ def load_model(path, prefix=""):
     if prefix:
         arrays = {key[len(prefix):]: value for key, value in arrays.items()
                   if key.startswith(prefix)}
+    else:
+        extra = set(metadata.get("extra_arrays", ()))
+        arrays = {key: value for key, value in arrays.items() if key not in extra}
     try:
         model.load_state_dict(arrays)
     except ValueError as error:
         raise CheckpointError(
             f"{weights_path}: weights do not match model {config.get('name')!r}: {error}"
         ) from None
-    return model, metadata
+    return model
 
 
 # ----- nested state (optimiser, scheduler, RNG, loader) ---------------------------------------

@@ -59,6 +59,14 @@ def _image_size(text):
     return values * 2 if len(values) == 1 else values
 
 
+def _feature_names(text):
+    """--features: comma-separated names, "hog,color" (checked by the library)."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected names such as hog,color, got {text!r}")
+    return names
+
+
 def _defaults_table():
     lines = ["per-model defaults (each overridable by its flag):",
              "  model    optimizer  lr      momentum  weight-decay  schedule  epochs  batch-size"]
@@ -77,10 +85,18 @@ then keeps the first N of the remaining training images. Options may also come f
 command line win. --resume continues RUN_DIR's run up to --epochs in total, with its options;
 interrupted (Ctrl-C) and resumed, a run ends with the same weights as one left alone.
 
+--features trains linear, svm or mlp on hand-designed features of the images instead of
+their pixels ({features}). They are computed once per image, concatenated and
+standardised with the training images' statistics, which are saved with the model, so
+evaluate and predict compute the same features for new images. HOG uses cells of 4 x 4
+pixels (larger for images over 35 pixels) in blocks of 2 x 2 cells: 1296 numbers for a
+28 x 28 image; color is a 10-bin hue (colour) or intensity (grey) histogram.
+
 examples:
   cnnlab train                                     CNN on Fashion-MNIST -> runs/cnn-fashion-mnist
   cnnlab train --model mlp --epochs 5 --lr 0.02
   cnnlab train --model cnn-bn --augment --out runs/bn
+  cnnlab train --model linear --features hog,color   -> runs/linear-hog-color-fashion-mnist
   cnnlab train --dataset folder:photos --image-size 64 --channels 3
   cnnlab train --out runs/bn --resume --epochs 30"""
 
@@ -105,7 +121,8 @@ def _add_train(commands):
         "train", help="train a model and write a run directory",
         description="Train a classifier; write its weights, metrics, plots and resumable state\n"
                     "to RUN_DIR; print the test accuracy.",
-        epilog=TRAIN_EPILOG.format(table=_defaults_table()),
+        epilog=TRAIN_EPILOG.format(table=_defaults_table(),
+                                   features=", ".join(training.FEATURE_NAMES)),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", metavar="SPEC",
@@ -124,6 +141,10 @@ def _add_train(commands):
     model.add_argument("--model", choices=list(training.MODEL_DEFAULTS),
                        help="linear softmax, linear SVM, MLP, CNN (default) or CNN with "
                             "batch normalisation")
+    model.add_argument("--features", type=_feature_names, metavar="A,B",
+                       help="train linear, svm or mlp on hand-designed features of the images "
+                            f"instead of their pixels: {','.join(training.FEATURE_NAMES)} "
+                            "(e.g. hog,color)")
     model.add_argument("--epochs", type=int, metavar="N", help="epochs in total")
     model.add_argument("--batch-size", type=int, metavar="B", help="images per step")
     model.add_argument("--optimizer", choices=training.OPTIMIZERS)
@@ -159,7 +180,8 @@ def _add_evaluate(commands):
         description="Loss and accuracy of a trained model on a test set, preprocessed as in "
                     "training.")
     parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="a run directory, or a model checkpoint such as RUN_DIR/best")
+                        help="a run directory, or a checkpoint: RUN_DIR/best, or RUN_DIR/last "
+                             "(the training state, as it stands)")
     parser.add_argument("--dataset", metavar="SPEC",
                         help="dataset to evaluate on (default: the one trained on)")
     _add_data_source(parser)

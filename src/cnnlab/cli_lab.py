@@ -138,9 +138,8 @@ def add_commands(commands):
 def _summary(args):
     input_shape = args.input_shape
     if args.path is not None:
-        model, metadata = training.load_trained_model(args.path)
-        prep = metadata["preprocessing"]
-        input_shape = (prep["channels"], *prep["input_size"])
+        model, _ = training.load_trained_model(args.path)
+        input_shape = (model.config["in_channels"], *model.config["input_size"])
     else:
         model = build_model(args.model, in_channels=input_shape[0], num_classes=args.num_classes,
                             input_size=input_shape[1:])
@@ -154,6 +153,10 @@ def _summary(args):
 def _viz(args):
     model, metadata = training.load_trained_model(args.run_dir)
     out = args.out or args.run_dir
+    if "features" in metadata["preprocessing"]:  # no image goes into the model as it is
+        paths = pictures.copy_into(training.write_plots(args.run_dir), out)
+        print("\n".join(str(path) for path in paths))
+        return
     try:
         image = pictures.example_image(metadata, args.image, args.index, args.data_dir)
     except DatasetError as error:

@@ -1,0 +1,260 @@
+"""Using a run: load its trained model, evaluate it, predict image files, draw its plots.
+
+    model, metadata = load_trained_model("runs/cnn-fashion-mnist")   # or .../best, .../last
+    result = evaluate_run("runs/cnn-fashion-mnist", split="test")
+    ranked = predict("runs/cnn-fashion-mnist", ["shoe.png"], top_k=3)
+
+New images are prepared exactly as the training images were (see cnnlab.inputs): resized and
+converted to the model's size and channels, then normalised pixels or standardised features
+with the statistics saved beside the weights.
+"""
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from cnnlab import viz
+from cnnlab.checkpoint import load_checkpoint, model_from_arrays
+from cnnlab.config import EVAL_BATCH_SIZE, dataset_name, derived_seed
+from cnnlab.data import DataLoader, load_dataset, load_image, train_val_split
+from cnnlab.errors import CheckpointError
+from cnnlab.inputs import inputs_from_checkpoint
+from cnnlab.models import MODELS
+from cnnlab.nn import functional as F
+from cnnlab.rundir import MODEL_FORMAT, STATE_FORMAT, read_metrics
+from cnnlab.tensor import Tensor, no_grad
+
+
+# ----- loss and accuracy --------------------------------------------------------------------
+def loss_function(name: str, margin: float = 1.0):
+    """loss(scores (N, K) Tensor, labels (N,), reduction) -> Tensor, by name."""
+    if name == "hinge":
+        return lambda scores, labels, reduction="mean": F.multiclass_hinge_loss(
+            scores, labels, margin=margin, reduction=reduction)
+    return lambda scores, labels, reduction="mean": F.cross_entropy(scores, labels, reduction)
+
+
+def evaluate(model, loader: DataLoader, loss, classes, progress=False, description="eval"):
+    """Loss and accuracy of `model` on every batch of `loader` (in order, no augmentation).
+
+    Returns:
+        dict with loss (mean per image), accuracy, per_class_accuracy (class name -> accuracy,
+        None for a class with no images), confusion_matrix (K x K lists, rows true classes,
+        columns predictions) and count.
+    """
+    count = len(classes)
+    confusion = np.zeros((count, count), dtype=np.int64)
+    loss_sum, was_training = 0.0, model.training
+    model.eval()
+    try:
+        with no_grad():
+            for index in tqdm(range(len(loader)), desc=description, leave=False,
+                              disable=not progress):
+                x, y = loader.batch(0, index)
+                scores = model(Tensor(x))
+                loss_sum += float(loss(scores, y, reduction="sum").data)
+                np.add.at(confusion, (y, scores.data.argmax(axis=1)), 1)
+    finally:
+        model.train(was_training)
+    return metrics_from_confusion(confusion, loss_sum, classes)
+
+
+def metrics_from_confusion(confusion: np.ndarray, loss_sum: float, classes) -> dict:
+    """`evaluate`'s dict from a confusion matrix (K, K) and the summed loss."""
+    total = int(confusion.sum())
+    support = confusion.sum(axis=1)
+    per_class = {
+        name: (float(confusion[k, k] / support[k]) if support[k] else None)
+        for k, name in enumerate(classes)
+    }
+    return {
+        "loss": loss_sum / max(total, 1),
+        "accuracy": float(np.trace(confusion) / max(total, 1)),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "count": total,
+    }
+
+
+# ----- trained models -----------------------------------------------------------------------
+class Trained(NamedTuple):
+    """A trained model with what it needs to see images: `inputs` (PixelInputs or
+    FeatureInputs, see cnnlab.inputs) prepares them as in training."""
+
+    model: object
+    metadata: dict
+    inputs: object
+
+
+def load_trained(path) -> Trained:
+    """The trained model at `path`: RUN_DIR (its model.*), or a checkpoint path with or
+    without its .safetensors/.json suffix: RUN_DIR/best, or RUN_DIR/last (the training state,
+    as it stands). The model is in eval mode; the metadata is a model's (see
+    Trainer.model_metadata) for the training state too.
+
+    Raises:
+        CheckpointError when it is missing, damaged, or not a trained cnnlab model.
+    """
+    path = Path(path)
+    if not path.exists() and not path.with_name(path.name + ".safetensors").exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    if path.is_dir():
+        if not (path / "model.json").exists() and (path / "last.json").exists():
+            raise CheckpointError(f"{path}: the run has not finished (no model.json yet); "
+                                  f"resume it with --resume, or use {path / 'best'} or "
+                                  f"{path / 'last'}")
+        path = path / "model"
+    elif path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    arrays, metadata = load_checkpoint(path)
+    state = isinstance(metadata, dict) and metadata.get("format") == STATE_FORMAT
+    if not isinstance(metadata, dict) or metadata.get("format") not in (MODEL_FORMAT,
+                                                                         STATE_FORMAT):
+        raise CheckpointError(f"{path}: not a model trained by cnnlab train (no classes and "
+                              "preprocessing in its metadata)")
+    model = model_from_arrays(arrays, metadata, path, prefix="model." if state else "")
+    if state:
+        metadata = _model_metadata_of_state(metadata)
+    try:
+        inputs = inputs_from_checkpoint(metadata["preprocessing"], arrays)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    return Trained(model.eval(), metadata, inputs)
+
+
+def load_trained_model(path):
+    """(model, metadata) of a trained model; see `load_trained`."""
+    return load_trained(path)[:2]
+
+
+def _model_metadata_of_state(state: dict) -> dict:
+    """A training state's metadata in the form of a saved model's."""
+    training, history = state["config"], state["history"]
+    return {
+        "format": MODEL_FORMAT,
+        "loss": MODELS[training["model"]].loss,
+        "classes": state["classes"],
+        "preprocessing": state["preprocessing"],
+        "dataset": training["dataset"],
+        "epoch": state["epoch"],
+        "best": state["best"],
+        "metrics": history[-1] if history else {},
+        "training": training,
+        "model": state["model"],
+    }
+
+
+# ----- evaluate, predict, plot -------------------------------------------------------------
+def evaluate_run(path, dataset=None, data_dir=None, download=False, split="test",
+                 progress=False) -> dict:
+    """Loss and accuracy of a trained model on a dataset's test set (or the run's validation
+    split), preprocessed as in training.
+
+    Args:
+        path: RUN_DIR or a model checkpoint (see `load_trained_model`).
+        dataset: a dataset spec. Default: the one the model was trained on.
+        split: "test" or "val" (the run's own seeded validation split).
+
+    Returns:
+        `evaluate`'s dict plus model, dataset and split.
+    """
+    model, metadata, inputs = load_trained(path)
+    spec = dataset or metadata["dataset"]
+    data = _load_matching(metadata, spec, data_dir, download, split)
+    loader = inputs.loader(data, EVAL_BATCH_SIZE)
+    loss = loss_function(metadata["loss"], metadata["training"].get("margin", 1.0))
+    result = evaluate(model, loader, loss, metadata["classes"], progress, "evaluate")
+    return {"model": str(path), "dataset": spec, "split": split, **result}
+
+
+def _load_matching(metadata, spec, data_dir, download, split):
+    """The `split` of dataset `spec`, checked against the model's input shape and classes."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    prep = metadata["preprocessing"]
+    folder = spec.startswith("folder:")
+    train, test = load_dataset(spec, data_dir=data_dir, download=download,
+                               image_size=tuple(prep["input_size"]) if folder else None,
+                               channels=prep["channels"] if folder else None)
+    data = test
+    if split == "val":
+        training = metadata["training"]
+        data = train_val_split(train, training["val_size"],
+                               seed=derived_seed(training["seed"], "split"))[1]
+    expected = (prep["channels"], *prep["input_size"])
+    if tuple(data.image_shape) != expected:
+        raise ValueError(f"{spec}: images of shape {data.image_shape}, but the model takes "
+                         f"{expected}")
+    if list(data.classes) != list(metadata["classes"]):
+        raise ValueError(f"{spec}: classes {data.classes} differ from the model's "
+                         f"{metadata['classes']}")
+    return data
+
+
+def predict(path, images, top_k=3) -> list[dict]:
+    """The top-k classes of each image file, as the model sees it after training's
+    preprocessing (resized to the input size, converted to its channels, normalised or
+    turned into standardised features).
+
+    Returns:
+        one dict per image: {"image": path, "predictions": [{"class", "index",
+        "probability"}, ...]} with probabilities in decreasing order.
+
+    Raises:
+        DatasetError naming a file that is not a readable image; CheckpointError.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"--top-k must be a positive integer, got {top_k!r}")
+    model, metadata, inputs = load_trained(path)
+    prep, classes = metadata["preprocessing"], metadata["classes"]
+    pixels = np.stack([load_image(image, size=tuple(prep["input_size"]),
+                                  channels=prep["channels"]) for image in images])
+    x = inputs.transform(pixels)
+    with no_grad():
+        probabilities = F.softmax(model(Tensor(x)), dim=1).data
+    results = []
+    for image, row in zip(images, probabilities, strict=True):
+        order = np.argsort(-row, kind="stable")[:top_k]
+        results.append({"image": str(image), "predictions": [
+            {"class": classes[k], "index": int(k), "probability": float(row[k])} for k in order]})
+    return results
+
+
+def write_plots(run_dir) -> list[Path]:
+    """curves.png (loss and accuracy per epoch) and confusion.png (the test set's confusion
+    matrix when the run has finished, else the last validation one) in RUN_DIR."""
+    run_dir = Path(run_dir)
+    history = read_metrics(run_dir)
+    if not history:
+        raise ValueError(f"{run_dir}: no finished epoch to plot (metrics.jsonl is empty)")
+    metadata, where = _run_metadata(run_dir)
+    column = {key: [record[key] for record in history] for key in history[0]}
+    training = metadata.get("training") or metadata.get("config") or {}
+    title = f"{training.get('model', '')} on {dataset_name(training.get('dataset', ''))}"
+    curves = viz.plot_curves(column["epoch"], column["train_loss"], column["val_loss"],
+                             column["train_accuracy"], column["val_accuracy"],
+                             run_dir / "curves.png", title=title)
+    matrix = metadata.get("metrics", {}).get("test_confusion_matrix")
+    caption = f"test set, {where}" if matrix is not None else "validation set"
+    if matrix is None:
+        matrix = history[-1]["val_confusion_matrix"]
+        caption += f", epoch {history[-1]['epoch']}"
+    confusion = viz.plot_confusion_matrix(matrix, metadata["classes"],
+                                          run_dir / "confusion.png",
+                                          title=f"confusion matrix ({caption})")
+    return [curves, confusion]
+
+
+def _run_metadata(run_dir: Path) -> tuple[dict, str]:
+    """The JSON metadata of RUN_DIR's final model, or else of its training state."""
+    for stem in ("model", "last"):
+        path = run_dir / f"{stem}.json"
+        if path.exists():
+            try:
+                return json.loads(path.read_text()), f"{stem} weights"
+            except (OSError, json.JSONDecodeError, AttributeError) as error:
+                raise CheckpointError(f"{path}: cannot read: {error}") from error
+    raise CheckpointError(f"{run_dir}: not a run directory (no model.json or last.json)")
