@@ -317,6 +317,8 @@ def test_pool_matches_torch(kind, dtype, case):
     )
     assert_close(out, reference, dtype)
     assert_close(grad, reference_grad, dtype)
+    no_graph = function_class([False]).forward(ours, **options)  # max: no index, no gather
+    np.testing.assert_array_equal(no_graph, out)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

