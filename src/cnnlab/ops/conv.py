@@ -9,8 +9,9 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
   (N, H_out, W_out, C_out) buffer. NumPy's ufuncs (ReLU, masks, bias adds) keep that memory
   order, so the next conv or pool reads its input as NHWC without a copy. Inputs of any other
   strides work too; they are copied into NHWC once.
-- Forward: im2col by a strided window view of the zero-padded NHWC input (one copy), then one
-  GEMM, (N * H_out * W_out, KH * KW * C_in) @ (KH * KW * C_in, C_out), which is already NHWC.
+- Forward: im2col by a strided window view of the zero-padded NHWC input (one copy into a
+  reused workspace buffer, see `Workspace`), then one GEMM, (N * H_out * W_out, KH * KW * C_in)
+  @ (KH * KW * C_in, C_out), which is already NHWC, accumulated onto the broadcast bias.
 - Weight gradient: one GEMM of the upstream gradient with the saved column matrix.
 - Input gradient, stride 1: on the padded grid flattened to rows (N * Hp * Wp, C), kernel tap
   (i, j) moves a row by i * Wp + j, so the input gradient is the sum over taps of
@@ -231,9 +232,12 @@ class Conv2d(Function):
         columns = WORKSPACE.take((n * out_hw[0] * out_hw[1], kh * kw * c_in), dtype)
         np.copyto(columns.reshape(windows.shape), windows)  # im2col: one strided copy
         weight_matrix = weight.transpose(0, 2, 3, 1).reshape(c_out, -1).astype(dtype, copy=False)
-        out = columns @ weight_matrix.T  # (N * H_out * W_out, C_out): NHWC
-        if bias is not None:
-            out += bias.astype(dtype, copy=False)
+        out = np.empty((columns.shape[0], c_out), dtype)  # (N * H_out * W_out, C_out): NHWC
+        if bias is None:
+            np.matmul(columns, weight_matrix.T, out=out)
+        else:  # the GEMM adds onto the broadcast bias (beta = 1): one pass less than out += bias
+            out[...] = bias
+            BLAS.gemm_accumulate(columns, weight_matrix.T, out)
 
         needs = self.needs_input_grad
         self.x_shape, self.x_dtype, self.weight_shape = x.shape, x.dtype, weight.shape
