@@ -12,7 +12,8 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
 - Forward: im2col by a strided window view of the zero-padded NHWC input (one copy into a
   reused workspace buffer, see `Workspace`), then one GEMM, (N * H_out * W_out, KH * KW * C_in)
   @ (KH * KW * C_in, C_out), which is already NHWC, accumulated onto the broadcast bias.
-- Weight gradient: one GEMM of the upstream gradient with the saved column matrix.
+- Weight gradient: one GEMM of the upstream gradient with the saved column matrix, ordered so
+  that its output is tall (see `Conv2d.backward`).
 - Input gradient, stride 1: on the padded grid flattened to rows (N * Hp * Wp, C), kernel tap
   (i, j) moves a row by i * Wp + j, so the input gradient is the sum over taps of
   (upstream gradient @ weight[:, :, i, j]) shifted by that many rows: KH * KW GEMMs, each
@@ -265,8 +266,16 @@ class Conv2d(Function):
             grad_x = self._input_grad(grad_rows, grad_output.shape)
             grads[0] = grad_x.astype(self.x_dtype, copy=False)
         if needs[1]:
-            grad_weight = (grad_rows.T @ self.columns).reshape(c_out, kh, kw, c_in)
-            grads[1] = np.ascontiguousarray(grad_weight.transpose(0, 3, 1, 2), self.weight_dtype)
+            # K = N * H_out * W_out is huge here. OpenBLAS (2 threads) splits a product with a
+            # wide output so that its threads meet once per 256 values of K; on a loaded machine
+            # each meeting can cost a scheduler time slice (50x slower). A tall output is split
+            # without them, at the same speed on an idle machine: so the output is made tall.
+            if c_out >= self.columns.shape[1]:
+                grad_weight = grad_rows.T @ self.columns
+            else:
+                grad_weight = (self.columns.T @ grad_rows).T
+            grad_weight = grad_weight.reshape(c_out, kh, kw, c_in).transpose(0, 3, 1, 2)
+            grads[1] = np.ascontiguousarray(grad_weight, self.weight_dtype)
         if len(needs) == 3 and needs[2]:
             # A GEMV with a ones vector: about 10x faster than grad_rows.sum(axis=0).
             grads[2] = np.ones(grad_rows.shape[0], grad_rows.dtype) @ grad_rows
