@@ -10,15 +10,15 @@ torch.optim.SGD) and an inference pass (no graph). It prints images per second (
 over rounds) and the ratio cnnlab / PyTorch as a Markdown table, and the machine.
 
 Each library runs in its own worker process (multiprocessing, "spawn"): the cnnlab worker
-never imports torch. Loading PyTorch next to NumPy's OpenBLAS in one process slowed cnnlab's
-GEMMs by an order of magnitude on the project's 2-core machine, which measured the pairing,
-not the library. The parent draws weights and data with NumPy, sends the same arrays to both
-workers, checks that they compute the same logits and first loss, and then alternates: round
-by round it asks one worker, then the other, to time a number of calls of one task (the
-order swaps every round), so both see the same machine load. Only the parent prints. The
-machine line ends with the load average before and after: above the core count, other
-processes took turns with the two workers, and OpenBLAS's two threads, which wait on each other
-many times per product, then lose far more time than PyTorch (up to 50x on one product).
+never imports torch, so neither library's thread pool (OpenMP for PyTorch, OpenBLAS for NumPy)
+shares a process with the other's work. The parent draws weights and data with NumPy, sends the
+same arrays to both workers, checks that they compute the same logits and first loss, and then
+alternates: round by round it asks one worker, then the other, to time a number of calls of one
+task (the order swaps every round), so both see the same machine load. Only the parent
+prints. The machine line ends with the load average before and after: above the core count,
+other processes took turns with the workers, and every multi-threaded call of either library
+may have waited for a scheduler time slice (OpenBLAS, with one meeting of its threads per
+product, lost 3-10x then; PyTorch about 2-5x).
 """
 
 import argparse
