@@ -446,12 +446,13 @@ def test_workspace_never_shares_a_buffer_between_two_live_graphs():
 
 
 def test_workspace_keeps_at_most_max_bytes():
-    workspace = Workspace(max_bytes=3 << 20)
-    arrays = [np.empty((1 << 18, k + 1), np.float32) for k in range(3)]  # 1, 2 and 3 MB
+    workspace = Workspace(max_bytes=4 << 20)
+    arrays = [np.empty((1 << 18, k), np.float32) for k in (1, 2, 2)]  # 1, 2 and 2 MB
     for array in arrays:
         workspace.give_back(array)
-    assert [kept.nbytes for kept in workspace.free.values()] == [3 << 20]
-    assert workspace.take((1 << 18, 3), np.float32) is arrays[2]
-    assert workspace.take((1 << 18, 3), np.float32) is not arrays[2]  # taken: not handed twice
+    assert [kept.nbytes for kept in workspace.free] == [2 << 20, 2 << 20]  # the oldest went
+    assert workspace.take((1 << 18, 2), np.float32) is arrays[2]  # the newest of that shape
+    assert workspace.take((1 << 18, 2), np.float32) is arrays[1]
+    assert workspace.take((1 << 18, 2), np.float32) is not arrays[1]  # never handed twice
     workspace.give_back(np.empty(10, np.float32))  # small arrays are not kept
     assert not workspace.free

@@ -34,7 +34,7 @@ from cnnlab.shapes import output_hw
 
 
 class Workspace:
-    """Large scratch arrays kept for reuse between calls, at most one per (shape, dtype).
+    """Large scratch arrays kept for reuse between calls.
 
     A fresh array of 100 MB costs about 10 ms of page faults (the kernel zero-fills each page on
     first touch), more than the copy that fills it; glibc maps arrays above 32 MB freshly on
@@ -47,19 +47,22 @@ class Workspace:
     MIN_BYTES = 1 << 20
 
     def __init__(self, max_bytes=1 << 30):
-        self.max_bytes, self.free = max_bytes, {}
+        self.max_bytes, self.free = max_bytes, []  # oldest first
 
     def take(self, shape, dtype):
         """An uninitialised C-contiguous array: a returned one when it fits, else a new one."""
-        array = self.free.pop((tuple(shape), np.dtype(dtype)), None)
-        return np.empty(shape, dtype) if array is None else array
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        for k in range(len(self.free) - 1, -1, -1):
+            if self.free[k].shape == shape and self.free[k].dtype == dtype:
+                return self.free.pop(k)
+        return np.empty(shape, dtype)
 
     def give_back(self, array):
         if array is None or array.nbytes < self.MIN_BYTES or not array.flags.c_contiguous:
             return
-        self.free[(array.shape, array.dtype)] = array  # newest last
-        while sum(kept.nbytes for kept in self.free.values()) > self.max_bytes:
-            del self.free[next(iter(self.free))]
+        self.free.append(array)
+        while sum(kept.nbytes for kept in self.free) > self.max_bytes:
+            self.free.pop(0)
 
 
 WORKSPACE = Workspace()
