@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 .venv/bin/ruff check src tests benchmarks
-.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 "$@"
+# Two pytest workers, one per core: each with two BLAS threads would oversubscribe the cores,
+# and OpenBLAS threads that wait on each other stall for whole scheduler time slices.
+OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 "$@"
