@@ -24,7 +24,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cnnlab.shapes import dropped_pixels, output_hw, pair, receptive_field
+from cnnlab.shapes import (
+    dropped_pixels,
+    output_hw,
+    pair,
+    receptive_field,
+    receptive_field_start,
+)
 from cnnlab.tensor import Tensor, no_grad
 
 SHORT_NAMES = {
@@ -208,7 +214,8 @@ def _window_layer(record, layer, kind, shape, rf, jump, start):
             )
     new = [receptive_field(rf[axis], jump[axis], kernel[axis], stride[axis]) for axis in (0, 1)]
     start = tuple(
-        start[axis] + ((kernel[axis] - 1) / 2 - padding[axis]) * jump[axis] for axis in (0, 1)
+        receptive_field_start(start[axis], jump[axis], kernel[axis], padding[axis])
+        for axis in (0, 1)
     )
     rf, jump = (new[0][0], new[1][0]), (new[0][1], new[1][1])
     return (batch, out_channels) + out_hw, rf, jump, start

@@ -62,3 +62,11 @@ def receptive_field(rf_in, jump_in, kernel, stride):
     Returns (rf_out, jump_out).
     """
     return rf_in + (kernel - 1) * jump_in, jump_in * stride
+
+
+def receptive_field_start(start_in, jump_in, kernel, padding):
+    """Where the first output's receptive field is centred, in input pixels, on one axis.
+
+    start_out = start_in + ((K - 1) / 2 - P) * jump_in, starting from 0 at the input.
+    """
+    return start_in + ((kernel - 1) / 2 - padding) * jump_in
