@@ -137,7 +137,7 @@ def augmentation(dataset: str, image_shape):
     height = image_shape[1]
     if dataset == "mnist":
         return RandomTranslate(2)
-    return Compose([RandomHorizontalFlip(), RandomCrop(padding=max(1, height // 8))])
+    return Compose([RandomHorizontalFlip(), RandomCrop(padding=2 if height < 32 else height // 8)])
 
 
 def make_optimizer(config: TrainConfig, parameters):
