@@ -18,7 +18,8 @@ import torch.nn.functional as TF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnlab.ops.conv import BLAS, Conv2d, Workspace
+from cnnlab.blas import BLAS
+from cnnlab.ops.conv import Conv2d, Workspace
 from cnnlab.ops.pool import AvgPool2d, MaxPool2d
 
 TOLERANCE = {np.float64: 1e-8, np.float32: 2e-4}

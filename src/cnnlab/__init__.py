@@ -9,17 +9,20 @@ from cnnlab.errors import CheckpointError, DatasetError
 from cnnlab.gradcheck import gradcheck
 from cnnlab.rng import manual_seed
 from cnnlab.tensor import Tensor, is_grad_enabled, no_grad, tensor
+from cnnlab.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "DatasetError",
     "Tensor",
+    "get_num_threads",
     "gradcheck",
     "is_grad_enabled",
     "manual_seed",
     "nn",
     "no_grad",
     "optim",
+    "set_num_threads",
     "tensor",
 ]

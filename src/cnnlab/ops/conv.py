@@ -12,8 +12,10 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
 - Forward: im2col by a strided window view of the zero-padded NHWC input (one copy into a
   reused workspace buffer, see `Workspace`), then one GEMM, (N * H_out * W_out, KH * KW * C_in)
   @ (KH * KW * C_in, C_out), which is already NHWC, accumulated onto the broadcast bias.
-- Weight gradient: one GEMM of the upstream gradient with the saved column matrix, ordered so
-  that its output is tall (see `Conv2d.backward`).
+- Weight gradient: one GEMM of the upstream gradient with the saved column matrix.
+- Threads (cnnlab.threads): each pass is split into one share per thread, by images (or, for
+  the weight gradient, by its output's larger side), and a share does its copies and its part
+  of the GEMM on one core: one GEMM per thread, no reduction split.
 - Input gradient, stride 1: on the padded grid flattened to rows (N * Hp * Wp, C), kernel tap
   (i, j) moves a row by i * Wp + j, so the input gradient is the sum over taps of
   (upstream gradient @ weight[:, :, i, j]) shifted by that many rows: KH * KW GEMMs, each
@@ -24,91 +26,13 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
   slice additions.
 """
 
-import ctypes
-import glob
-import os
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from cnnlab.blas import BLAS
 from cnnlab.ops.function import Function
 from cnnlab.shapes import output_hw
-
-
-class _NumpyBlas:
-    """out += a @ b in one call to NumPy's own bundled OpenBLAS (GEMM with beta = 1).
-
-    NumPy's matmul cannot accumulate into its output, so `out += a @ b` costs a temporary and
-    an extra pass over memory; for the KH * KW products of the conv input gradient that is most
-    of the time. NumPy's wheels ship OpenBLAS (ILP64, symbols prefixed `scipy_`); when that
-    library is found and passes a self-test, `gemm_accumulate` calls its cblas_?gemm directly
-    (the same library and threads NumPy uses). Anywhere else it falls back to NumPy.
-    """
-
-    ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-
-    def __init__(self):
-        self.functions = {}
-        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-        for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so"))):
-            try:
-                library = ctypes.CDLL(path)
-                pairs = [(np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)]
-                for dtype, letter, scalar in pairs:
-                    function = getattr(library, f"scipy_cblas_{letter}gemm64_")
-                    integer, enum = ctypes.c_int64, ctypes.c_int
-                    function.argtypes = [enum, enum, enum, integer, integer, integer, scalar,
-                                         ctypes.c_void_p, integer, ctypes.c_void_p, integer,
-                                         scalar, ctypes.c_void_p, integer]  # fmt: skip
-                    function.restype = None
-                    self.functions[np.dtype(dtype)] = function
-                if self._self_test():
-                    return
-            except (OSError, AttributeError):
-                pass
-            self.functions = {}
-
-    def _self_test(self):
-        rng = np.random.default_rng(0)
-        for dtype in self.functions:
-            a, b = (
-                rng.standard_normal((7, 5)).astype(dtype),
-                rng.standard_normal((3, 5)).astype(dtype),
-            )
-            out = np.ones((7, 3), dtype)
-            self.gemm_accumulate(a, b.T, out)
-            if not np.allclose(out, 1 + a @ b.T, rtol=1e-4):
-                return False
-        return True
-
-    def _operand(self, array):
-        """(pointer, leading dimension, transposed?) of a 2-D array BLAS can read, else None."""
-        item = array.itemsize
-        if array.strides[1] == item and array.strides[0] >= max(array.shape[1], 1) * item:
-            return array.ctypes.data, array.strides[0] // item, self.NO_TRANS
-        if array.strides[0] == item and array.strides[1] >= max(array.shape[0], 1) * item:
-            return array.ctypes.data, array.strides[1] // item, self.TRANS
-        return None
-
-    def gemm_accumulate(self, a, b, out):
-        """out += a @ b for 2-D arrays: a (M, K), b (K, N), out (M, N)."""
-        function = self.functions.get(out.dtype)
-        operands = None
-        if function is not None and a.dtype == b.dtype == out.dtype and min(a.shape + b.shape) > 0:
-            operands = [self._operand(array) for array in (a, b)]
-            target = self._operand(out)
-            if None in operands or target is None or target[2] != self.NO_TRANS:
-                operands = None
-        if operands is None:
-            out += a @ b
-            return
-        (a_ptr, lda, trans_a), (b_ptr, ldb, trans_b) = operands
-        m, k = a.shape
-        function(self.ROW_MAJOR, trans_a, trans_b, m, out.shape[1], k, 1.0, a_ptr, lda,
-                 b_ptr, ldb, 1.0, out.ctypes.data, out.strides[0] // out.itemsize)  # fmt: skip
-
-
-BLAS = _NumpyBlas()
+from cnnlab.threads import parallel_for
 
 
 class Workspace:
@@ -155,7 +79,15 @@ def to_nhwc(x, dtype=None):
     dtype = x.dtype if dtype is None else dtype
     if nhwc.flags.c_contiguous and nhwc.dtype == dtype:
         return nhwc
-    return np.ascontiguousarray(nhwc, dtype=dtype)
+    return contiguous(nhwc, dtype)
+
+
+def contiguous(x, dtype=None):
+    """A C-contiguous copy of `x` (of `dtype`), made on all threads (split over axis 0)."""
+    out = np.empty(x.shape, dtype=x.dtype if dtype is None else dtype)
+    parallel_for(lambda share: np.copyto(out[share], x[share], casting="unsafe"), len(x),
+                 out.nbytes)
+    return out
 
 
 def padded_nhwc(x, padding, fill, dtype):
@@ -168,11 +100,17 @@ def padded_nhwc(x, padding, fill, dtype):
         return to_nhwc(x, dtype)
     n, c, h, w = x.shape
     out = np.empty((n, h + 2 * pad_h, w + 2 * pad_w, c), dtype=dtype)
-    out[:, :pad_h] = fill
-    out[:, pad_h + h :] = fill
-    out[:, pad_h : pad_h + h, :pad_w] = fill
-    out[:, pad_h : pad_h + h, pad_w + w :] = fill
-    out[:, pad_h : pad_h + h, pad_w : pad_w + w] = x.transpose(0, 2, 3, 1)
+    nhwc = x.transpose(0, 2, 3, 1)
+
+    def fill_share(share):
+        part = out[share]
+        part[:, :pad_h] = fill
+        part[:, pad_h + h :] = fill
+        part[:, pad_h : pad_h + h, :pad_w] = fill
+        part[:, pad_h : pad_h + h, pad_w + w :] = fill
+        part[:, pad_h : pad_h + h, pad_w : pad_w + w] = nhwc[share]
+
+    parallel_for(fill_share, n, out.nbytes)
     return out
 
 
@@ -230,15 +168,22 @@ class Conv2d(Function):
 
         padded = padded_nhwc(x, padding, 0, dtype)
         windows = window_view(padded, kernel, stride, out_hw)
-        columns = WORKSPACE.take((n * out_hw[0] * out_hw[1], kh * kw * c_in), dtype)
-        np.copyto(columns.reshape(windows.shape), windows)  # im2col: one strided copy
-        weight_matrix = weight.transpose(0, 2, 3, 1).reshape(c_out, -1).astype(dtype, copy=False)
+        pixels = out_hw[0] * out_hw[1]  # rows of the column matrix per image
+        columns = WORKSPACE.take((n * pixels, kh * kw * c_in), dtype)
+        blocks = columns.reshape(windows.shape)
+        weight_t = weight.transpose(2, 3, 1, 0).reshape(-1, c_out).astype(dtype, copy=False)
         out = np.empty((columns.shape[0], c_out), dtype)  # (N * H_out * W_out, C_out): NHWC
-        if bias is None:
-            np.matmul(columns, weight_matrix.T, out=out)
-        else:  # the GEMM adds onto the broadcast bias (beta = 1): one pass less than out += bias
-            out[...] = bias
-            BLAS.gemm_accumulate(columns, weight_matrix.T, out)
+
+        def convolve_share(images):
+            rows = slice(images.start * pixels, images.stop * pixels)
+            np.copyto(blocks[images], windows[images])  # im2col: one strided copy
+            if bias is None:
+                np.matmul(columns[rows], weight_t, out=out[rows])
+            else:  # the GEMM adds onto the broadcast bias (beta = 1): a pass less than out += b
+                out[rows] = bias
+                BLAS.gemm_accumulate(columns[rows], weight_t, out[rows])
+
+        parallel_for(convolve_share, n, columns.nbytes)
 
         needs = self.needs_input_grad
         self.x_shape, self.x_dtype, self.weight_shape = x.shape, x.dtype, weight.shape
@@ -266,20 +211,42 @@ class Conv2d(Function):
             grad_x = self._input_grad(grad_rows, grad_output.shape)
             grads[0] = grad_x.astype(self.x_dtype, copy=False)
         if needs[1]:
-            # K = N * H_out * W_out is huge here. OpenBLAS (2 threads) splits a product with a
-            # wide output so that its threads meet once per 256 values of K; on a loaded machine
-            # each meeting can cost a scheduler time slice (50x slower). A tall output is split
-            # without them, at the same speed on an idle machine: so the output is made tall.
-            if c_out >= self.columns.shape[1]:
-                grad_weight = grad_rows.T @ self.columns
-            else:
-                grad_weight = (self.columns.T @ grad_rows).T
-            grad_weight = grad_weight.reshape(c_out, kh, kw, c_in).transpose(0, 3, 1, 2)
-            grads[1] = np.ascontiguousarray(grad_weight, self.weight_dtype)
+            grads[1] = self._weight_grad(grad_rows)
         if len(needs) == 3 and needs[2]:
-            # A GEMV with a ones vector: about 10x faster than grad_rows.sum(axis=0).
-            grads[2] = np.ones(grad_rows.shape[0], grad_rows.dtype) @ grad_rows
+            # A GEMV with a ones vector: about 10x faster than grad_rows.sum(axis=0). Unsplit:
+            # OpenBLAS sums a share of the columns in another order than all of them.
+            with BLAS.single_threaded():
+                grads[2] = np.ones(len(grad_rows), grad_rows.dtype) @ grad_rows
         return tuple(grads)
+
+    def _weight_grad(self, grad_rows):
+        """dL/dweight (C_out, C_in, KH, KW): the upstream gradient's rows times the columns.
+
+        The product reduces over all N * H_out * W_out rows, so it is split over its output
+        instead: each thread takes a share of the larger output side (the column matrix's
+        KH * KW * C_in columns, or the C_out channels) and every output element is one
+        unsplit dot product, whatever the thread count.
+        """
+        c_out, c_in, kh, kw = self.weight_shape
+        columns = self.columns
+        taps = columns.shape[1]  # KH * KW * C_in
+        if taps >= c_out:
+            grad_t = np.empty((taps, c_out), grad_rows.dtype)
+
+            def share_product(part):
+                np.matmul(columns[:, part].T, grad_rows, out=grad_t[part])
+
+            parallel_for(share_product, taps, columns.nbytes)
+            grad = grad_t.T
+        else:
+            grad = np.empty((c_out, taps), grad_rows.dtype)
+
+            def share_product(part):
+                np.matmul(grad_rows[:, part].T, columns, out=grad[part])
+
+            parallel_for(share_product, c_out, columns.nbytes)
+        grad = grad.reshape(c_out, kh, kw, c_in).transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(grad, self.weight_dtype)
 
     def _input_grad(self, grad_rows, out_shape):
         """dL/dx (N, C_in, H, W) from the upstream gradient as rows (N * H_out * W_out, C_out)."""
@@ -288,36 +255,54 @@ class Conv2d(Function):
         kh, kw = self.weight_shape[2:]
         (pad_h, pad_w), (stride_h, stride_w) = self.padding, self.stride
         padded_h, padded_w = h + 2 * pad_h, w + 2 * pad_w
+        grad_nhwc = grad_rows.reshape(n, h_out, w_out, c_out)
+        dtype = grad_rows.dtype
         if (stride_h, stride_w) == (1, 1):
-            # The upstream gradient placed on the padded grid: output (y, x) sits at row y*Wp + x.
-            rows, dtype = n * padded_h * padded_w, grad_rows.dtype
-            grid = WORKSPACE.take((rows, c_out), dtype)
+            # The upstream gradient placed on the padded grid, output (y, x) at row y * Wp + x;
+            # each tap's product lands `shift` rows further on. A shift that crosses into the
+            # next image reads rows y >= H_out of the grid, which are zero, so each share of
+            # images needs its own rows only.
+            pixels = padded_h * padded_w
+            grid = WORKSPACE.take((n * pixels, c_out), dtype)
             grid_nhwc = grid.reshape(n, padded_h, padded_w, c_out)
-            grid_nhwc[:, :h_out, :w_out] = grad_rows.reshape(n, h_out, w_out, c_out)
-            grid_nhwc[:, h_out:] = 0
-            grid_nhwc[:, :h_out, w_out:] = 0
             taps = np.ascontiguousarray(self.weight.transpose(2, 3, 0, 1))  # (KH, KW, C_out, C_in)
-            grad_padded = WORKSPACE.take((rows, c_in), dtype)
-            np.matmul(grid, taps[0, 0], out=grad_padded)  # tap (0, 0) shifts by 0 rows
-            for i in range(kh):
-                for j in range(kw):
-                    shift = i * padded_w + j
-                    if shift > 0:
-                        BLAS.gemm_accumulate(grid[: rows - shift], taps[i, j], grad_padded[shift:])
+            grad_padded = WORKSPACE.take((n * pixels, c_in), dtype)
+
+            def input_grad_share(images):
+                part = grid_nhwc[images]
+                part[:, :h_out, :w_out] = grad_nhwc[images]
+                part[:, h_out:] = 0
+                part[:, :h_out, w_out:] = 0
+                rows = images.start * pixels, images.stop * pixels
+                grid_rows, grad_part = grid[rows[0] : rows[1]], grad_padded[rows[0] : rows[1]]
+                np.matmul(grid_rows, taps[0, 0], out=grad_part)  # tap (0, 0) shifts by 0 rows
+                for i in range(kh):
+                    for j in range(kw):
+                        shift = i * padded_w + j
+                        if 0 < shift < len(grid_rows):
+                            BLAS.gemm_accumulate(grid_rows[:-shift], taps[i, j], grad_part[shift:])
+
+            parallel_for(input_grad_share, n, grid.nbytes + grad_padded.nbytes)
             WORKSPACE.give_back(grid)
             workspace, grad_padded = grad_padded, grad_padded.reshape(n, padded_h, padded_w, c_in)
         else:
             weight_matrix = self.weight.transpose(0, 2, 3, 1).reshape(c_out, -1)
-            columns = (grad_rows @ weight_matrix).reshape(n, h_out, w_out, kh, kw, c_in)
             workspace = None
-            grad_padded = np.zeros((n, padded_h, padded_w, c_in), dtype=grad_rows.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    rows_hit = slice(i, i + stride_h * (h_out - 1) + 1, stride_h)
-                    cols_hit = slice(j, j + stride_w * (w_out - 1) + 1, stride_w)
-                    grad_padded[:, rows_hit, cols_hit] += columns[:, :, :, i, j]
+            grad_padded = np.zeros((n, padded_h, padded_w, c_in), dtype=dtype)
+
+            def input_grad_share(images):
+                columns = grad_nhwc[images] @ weight_matrix  # (images, H_out, W_out, KH*KW*C_in)
+                columns = columns.reshape(-1, h_out, w_out, kh, kw, c_in)
+                part = grad_padded[images]
+                for i in range(kh):  # col2im: KH * KW strided additions
+                    for j in range(kw):
+                        rows_hit = slice(i, i + stride_h * (h_out - 1) + 1, stride_h)
+                        cols_hit = slice(j, j + stride_w * (w_out - 1) + 1, stride_w)
+                        part[:, rows_hit, cols_hit] += columns[:, :, :, i, j]
+
+            parallel_for(input_grad_share, n, grad_padded.nbytes)
         grad_x = grad_padded[:, pad_h : pad_h + h, pad_w : pad_w + w]
         if pad_h or pad_w:
-            grad_x = np.ascontiguousarray(grad_x)  # gapped arrays slow every later ufunc
+            grad_x = contiguous(grad_x)  # gapped arrays slow every later ufunc
             WORKSPACE.give_back(workspace)
         return grad_x.transpose(0, 3, 1, 2)

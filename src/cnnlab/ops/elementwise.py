@@ -7,6 +7,7 @@ of the broadcast shape and the tensor sums them back to each input's shape.
 import numpy as np
 
 from cnnlab.ops.function import Function
+from cnnlab.threads import parallel_for
 
 
 class Add(Function):
@@ -82,12 +83,25 @@ class ReLU(Function):
     """out = max(a, 0); the gradient at exactly 0 is 0, as in PyTorch."""
 
     def forward(self, a):
-        self.out = np.maximum(a, 0)
-        return self.out
+        if a.ndim == 0:
+            self.out = np.maximum(a, 0)
+            return self.out
+        out = np.empty_like(a)  # the memory order of a: NHWC for conv outputs
+        parallel_for(lambda share: np.maximum(a[share], 0, out=out[share]), len(a), a.nbytes)
+        self.out = out
+        return out
 
     def backward(self, grad_output):
-        # A product keeps the NHWC memory order of conv outputs and is 6x faster than where().
-        return (grad_output * (self.out > 0),)
+        out = self.out
+        if out.ndim == 0:
+            return (grad_output * (out > 0),)
+        grad = np.empty_like(out, dtype=grad_output.dtype)
+
+        def share_grad(share):  # a product is 6x faster than where()
+            np.multiply(grad_output[share], out[share] > 0, out=grad[share])
+
+        parallel_for(share_grad, len(out), grad.nbytes)
+        return (grad,)
 
 
 class LeakyReLU(Function):

@@ -3,6 +3,21 @@
 import numpy as np
 
 from cnnlab.ops.function import Function
+from cnnlab.threads import parallel_for
+
+
+def product(a, b):
+    """a @ b; for two matrices split over cnnlab's threads by the longer side of the result
+    (rows of a, or columns of b), each share one BLAS call on one thread."""
+    if a.ndim != 2 or b.ndim != 2:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    nbytes = a.nbytes + b.nbytes
+    if a.shape[0] >= b.shape[1]:
+        parallel_for(lambda rows: np.matmul(a[rows], b, out=out[rows]), a.shape[0], nbytes)
+    else:
+        parallel_for(lambda cols: np.matmul(a, b[:, cols], out=out[:, cols]), b.shape[1], nbytes)
+    return out
 
 
 class MatMul(Function):
@@ -13,7 +28,7 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a @ b
+        return product(a, b)
 
     def backward(self, grad_output):
         a, b = self.a, self.b
@@ -27,11 +42,11 @@ class MatMul(Function):
             grad = np.expand_dims(grad, -1)
         grad_a = grad_b = None
         if self.needs_input_grad[0]:
-            grad_a = grad @ np.swapaxes(b2, -1, -2)
+            grad_a = product(grad, np.swapaxes(b2, -1, -2))
             if a.ndim == 1:
                 grad_a = grad_a.reshape(grad_a.shape[:-2] + (a.shape[0],))
         if self.needs_input_grad[1]:
-            grad_b = np.swapaxes(a2, -1, -2) @ grad
+            grad_b = product(np.swapaxes(a2, -1, -2), grad)
             if b.ndim == 1:
                 grad_b = grad_b.reshape(grad_b.shape[:-2] + (b.shape[0],))
         return grad_a, grad_b

@@ -1,0 +1,180 @@
+"""Work split over threads: copies and elementwise passes give bit-identical results, matrix
+products split by share agree with the unsplit ones to rounding."""
+
+import numpy as np
+import pytest
+
+import cnnlab
+import cnnlab.nn.functional as F
+from cnnlab import threads
+from cnnlab.threads import parallel_for
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Let every call split, however small, and restore the thread count afterwards."""
+    monkeypatch.setattr(threads, "MIN_BYTES", 0)
+    before = cnnlab.get_num_threads()
+    yield
+    cnnlab.set_num_threads(before)
+
+
+def _outputs_and_grads(op, arrays):
+    tensors = [cnnlab.tensor(a, requires_grad=True) for a in arrays]
+    out = op(*tensors)
+    upstream = np.random.default_rng(1).standard_normal(out.shape).astype(out.data.dtype)
+    out.backward(upstream)
+    return [out.data] + [t.grad for t in tensors]
+
+
+OPS = {  # name: (op, input shapes)
+    "conv2d padded": (
+        lambda x, w, b: F.conv2d(x, w, b, padding=1), [(5, 3, 9, 8), (4, 3, 3, 3), (4,)]),
+    "conv2d strided": (
+        lambda x, w: F.conv2d(x, w, stride=2, padding=(1, 0)), [(5, 2, 9, 8), (3, 2, 3, 2)]),
+    "conv2d wide": (
+        lambda x, w, b: F.conv2d(x, w, b, padding=2), [(6, 1, 7, 7), (9, 1, 5, 3), (9,)]),
+    "conv2d 1x1": (lambda x, w: F.conv2d(x, w), [(7, 3, 4, 4), (2, 3, 1, 1)]),
+    "relu": (F.relu, [(6, 3, 5, 5)]),
+    "max_pool2d 2x2": (lambda x: F.max_pool2d(x, 2), [(5, 3, 8, 6)]),
+    "max_pool2d overlapping padded": (
+        lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [(5, 2, 9, 7)]),
+    "avg_pool2d padded": (lambda x: F.avg_pool2d(x, 3, stride=1, padding=1), [(5, 2, 6, 6)]),
+    "matmul tall": (lambda a, b: a @ b, [(9, 7), (7, 5)]),
+    "matmul wide": (lambda a, b: a @ b, [(3, 7), (7, 11)]),
+    "linear": (F.linear, [(6, 5), (4, 5), (4,)]),
+    "conv relu pool": (
+        lambda x, w: F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2),
+        [(6, 2, 8, 8), (4, 2, 3, 3)]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(OPS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_thread_count_gives_the_same_bits(split_everything, name, dtype):
+    op, shapes = OPS[name]
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    if name.startswith("max_pool2d"):
+        arrays[0] = np.round(arrays[0])  # ties: the first maximum must win in every share
+    cnnlab.set_num_threads(1)
+    reference = _outputs_and_grads(op, arrays)
+    # OpenBLAS may order a dot product differently in a smaller product (another kernel for
+    # the edge of a share), so what passes through a GEMM agrees to rounding; the rest exactly.
+    gemm = any(word in name for word in ("conv", "matmul", "linear"))
+    rtol = 0 if not gemm else 1e-6 if dtype == np.float32 else 1e-14
+    for count in (2, 3, 8):  # 8 threads on 5-7 images: some shares hold a single image
+        cnnlab.set_num_threads(count)
+        for got, want in zip(_outputs_and_grads(op, arrays), reference, strict=True):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            scale = np.abs(want).max()
+            assert np.abs(got - want).max() <= rtol * scale, f"{name} with {count} threads"
+
+
+def test_threads_keep_the_nhwc_memory_order_of_conv_outputs(split_everything):
+    cnnlab.set_num_threads(2)
+    x = cnnlab.tensor(np.ones((4, 3, 6, 6), np.float32))
+    w = cnnlab.tensor(np.ones((5, 3, 3, 3), np.float32))
+    out = F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2)
+    assert out.data.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def test_training_steps_agree_with_one_and_two_threads(split_everything):
+    def train(count):
+        cnnlab.set_num_threads(count)
+        cnnlab.manual_seed(0)
+        model = cnnlab.nn.Sequential(
+            cnnlab.nn.Conv2d(1, 4, 3, padding=1), cnnlab.nn.ReLU(), cnnlab.nn.MaxPool2d(2),
+            cnnlab.nn.Flatten(), cnnlab.nn.Linear(4 * 4 * 4, 3),
+        )
+        optimizer = cnnlab.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((9, 1, 8, 8)).astype(np.float32)
+        y = rng.integers(0, 3, 9)
+        for _ in range(3):
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(cnnlab.tensor(x)), cnnlab.tensor(y))
+            loss.backward()
+            optimizer.step()
+        return [p.data.copy() for p in model.parameters()]
+
+    for one, two in zip(train(1), train(2), strict=True):
+        np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6)
+
+
+def test_parallel_for_covers_the_range_once_in_contiguous_shares(split_everything):
+    cnnlab.set_num_threads(3)
+    seen = np.zeros(10, int)
+    shares = []
+
+    def work(share):
+        shares.append(share)
+        seen[share] += 1
+
+    parallel_for(work, 10, nbytes=1)
+    assert seen.tolist() == [1] * 10
+    assert sorted((s.start, s.stop) for s in shares) == [(0, 3), (3, 6), (6, 10)]
+
+
+def test_small_work_stays_on_the_calling_thread(monkeypatch):
+    before = cnnlab.get_num_threads()
+    try:
+        cnnlab.set_num_threads(4)
+        shares = []
+        parallel_for(shares.append, 100, nbytes=threads.MIN_BYTES - 1)
+        assert shares == [slice(0, 100)]
+    finally:
+        cnnlab.set_num_threads(before)
+
+
+def test_an_error_in_any_share_is_raised_after_all_shares_finish(split_everything):
+    cnnlab.set_num_threads(2)
+    finished = []
+
+    def work(share):
+        if share.start > 0:
+            raise ValueError("second share failed")
+        finished.append(share)
+
+    with pytest.raises(ValueError, match="second share failed"):
+        parallel_for(work, 4, nbytes=1)
+    assert finished == [slice(0, 2)]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_refuses_what_is_not_a_positive_int(bad):
+    with pytest.raises(ValueError, match="set_num_threads: expected a positive int"):
+        cnnlab.set_num_threads(bad)
+
+
+def test_the_default_follows_the_environment(monkeypatch):
+    for name in threads._ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert threads._default_num_threads() == 3
+    monkeypatch.setenv("CNNLAB_NUM_THREADS", "5")
+    assert threads._default_num_threads() == 5
+    monkeypatch.setenv("CNNLAB_NUM_THREADS", "zero")  # not a count: the next one decides
+    assert threads._default_num_threads() == 3
+
+
+def test_blas_runs_single_threaded_inside_shares_and_is_restored_after(split_everything):
+    from cnnlab.blas import BLAS
+
+    if BLAS.set_threads is None:
+        pytest.fail("NumPy's bundled OpenBLAS was not found: cnnlab cannot control its threads")
+    before = BLAS.get_threads()
+    BLAS.set_threads(2)
+    try:
+        cnnlab.set_num_threads(2)
+        seen = []
+        parallel_for(lambda share: seen.append(BLAS.get_threads()), 4, nbytes=1)
+        assert seen == [1, 1]
+        assert BLAS.get_threads() == 2
+        with pytest.raises(RuntimeError, match="inside"):
+            with BLAS.single_threaded():
+                assert BLAS.get_threads() == 1
+                raise RuntimeError("inside")
+        assert BLAS.get_threads() == 2
+    finally:
+        BLAS.set_threads(before)
