@@ -260,6 +260,17 @@ def test_resume_refuses_other_features(tmp_path):
         training.configure({"out": str(tmp_path / "run"), "features": ["color"]}, resume=True)
 
 
+def test_resume_takes_options_in_any_form_a_fresh_run_takes(tmp_path):
+    # A config file's features = "hog,color" and image_size = 28 are the saved lists.
+    run_to_end(make_config(tmp_path, model="linear", features=["hog", "color"], epochs=1))
+    out = str(tmp_path / "run")
+    for features in ("hog,color", " hog , color", ["hog", "color"]):
+        config = training.configure({"out": out, "features": features, "epochs": 2}, resume=True)
+        assert config.features == ["hog", "color"] and config.epochs == 2
+    with pytest.raises(CheckpointError, match="--features color,hog"):
+        training.configure({"out": out, "features": "color,hog"}, resume=True)
+
+
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
     config = make_config(tmp_path, model="mlp", optimizer="sgd", lr=1e10, epochs=3)
     trainer = make_trainer(config)

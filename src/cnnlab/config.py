@@ -126,15 +126,11 @@ class TrainConfig:
         config = dataclasses.replace(self, **filled)
         if config.val_size is None:
             config.val_size = VAL_SIZE.get(config.dataset, FOLDER_VAL_FRACTION)
-        if isinstance(config.features, str):
-            config.features = [name.strip() for name in config.features.split(",")]
-        if isinstance(config.features, tuple):
-            config.features = list(config.features)
+        config.features = _normal_form("features", config.features)
         if config.out is None:
             parts = [config.model, *(config.features or []), dataset_name(config.dataset)]
             config.out = str(Path("runs") / "-".join(parts))
-        if isinstance(config.image_size, int):
-            config.image_size = [config.image_size, config.image_size]
+        config.image_size = _normal_form("image_size", config.image_size)
         config.validate()
         return config
 
@@ -279,7 +275,8 @@ def configure(options: dict, config_file=None, resume=False) -> TrainConfig:
     saved = TrainConfig(**state["config"])
     mismatched = [
         f"--{name.replace('_', '-')} {given[name]} (the run has {getattr(saved, name)})"
-        for name in FINGERPRINT if name in given and _differs(given[name], getattr(saved, name))
+        for name in FINGERPRINT
+        if name in given and _differs(_normal_form(name, given[name]), getattr(saved, name))
     ]
     if mismatched:
         raise CheckpointError(f"cannot resume {out}: it was made with different options: "
@@ -290,6 +287,16 @@ def configure(options: dict, config_file=None, resume=False) -> TrainConfig:
         raise ValueError(f"--epochs {config.epochs}: the run in {out} is already "
                          f"{'in epoch' if done > state['epoch'] else 'at'} {done}")
     return config
+
+
+def _normal_form(name, value):
+    """The form `resolve` stores: features "hog,color" -> ["hog", "color"], image_size 28 ->
+    [28, 28], tuples -> lists."""
+    if name == "features" and isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    if name == "image_size" and isinstance(value, int) and not isinstance(value, bool):
+        return [value, value]
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _differs(given, saved) -> bool:
