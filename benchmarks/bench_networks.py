@@ -117,7 +117,9 @@ class CnnlabNetwork:
 
     @staticmethod
     def describe():
-        return f"NumPy {np.__version__}"
+        import cnnlab
+
+        return f"NumPy {np.__version__} (cnnlab: {cnnlab.get_num_threads()} threads)"
 
 
 class TorchNetwork:

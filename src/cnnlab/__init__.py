@@ -5,6 +5,7 @@
 """
 
 from cnnlab import nn, optim
+from cnnlab.allocator import keep_freed_memory
 from cnnlab.errors import CheckpointError, DatasetError
 from cnnlab.gradcheck import gradcheck
 from cnnlab.rng import manual_seed
@@ -12,6 +13,7 @@ from cnnlab.tensor import Tensor, is_grad_enabled, no_grad, tensor
 from cnnlab.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
+keep_freed_memory()  # a training step reuses its freed arrays (see cnnlab.allocator)
 __all__ = [
     "CheckpointError",
     "DatasetError",
