@@ -287,6 +287,35 @@ def test_bad_checkpoints_and_images(trained, tmp_path, capsys):
     assert_one_line_error(status, err)
 
 
+def test_a_run_dir_holding_a_run_is_never_replaced_by_accident(folder, trained, tmp_path,
+                                                                capsys, monkeypatch):
+    before = (trained / "model.safetensors").read_bytes()
+    status, _, err = run_cli(["train", "--dataset", f"folder:{folder}", *TRAIN,
+                              "--out", trained], capsys)
+    assert_one_line_error(status, err, str(trained), "--resume", "--overwrite")
+    assert (trained / "model.safetensors").read_bytes() == before
+    status, _, err = run_cli(["train", "--out", trained, "--resume", "--overwrite"], capsys)
+    assert_one_line_error(status, err, "--resume", "--overwrite")
+    # Without --out, a second run goes to <model>-<dataset>-2 beside the first.
+    monkeypatch.chdir(tmp_path)
+    dirs = []
+    for _ in range(2):
+        status, out, err = run_cli(["train", "--dataset", f"folder:{folder}", *TRAIN, "--epochs",
+                                    "1", "--json"], capsys)
+        assert status == 0, err
+        dirs.append(Path(json.loads(out)["run_dir"]))
+    assert dirs[1] == dirs[0].with_name(dirs[0].name + "-2")
+    assert all((tmp_path / run_dir / "last.json").exists() for run_dir in dirs)
+    copy = tmp_path / "copy"
+    status, _, err = run_cli(["train", "--dataset", f"folder:{folder}", *TRAIN, "--epochs", "1",
+                              "--out", copy], capsys)
+    assert status == 0, err
+    status, _, err = run_cli(["train", "--dataset", f"folder:{folder}", *TRAIN, "--epochs", "1",
+                              "--out", copy, "--overwrite", "--seed", "3"], capsys)
+    assert status == 0, err
+    assert json.loads((copy / "last.json").read_text())["config"]["seed"] == 3
+
+
 def test_resume_into_an_incompatible_or_empty_run_dir(trained, tmp_path, capsys):
     status, _, err = run_cli(["train", "--out", trained, "--resume", "--lr", "9"], capsys)
     assert_one_line_error(status, err, "--lr 9.0")

@@ -49,6 +49,18 @@ def run(argv):
     args.handler(args)
 
 
+def test_compare_refuses_to_replace_a_previous_comparison_unless_asked(comparison):
+    root, spec, _ = comparison
+    out, models = root / "again", ("pixels-linear",)
+    compare(spec, epochs=1, out_dir=out, models=models)
+    before = (out / "pixels-linear" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already holds the runs pixels-linear.*--overwrite"):
+        compare(spec, epochs=1, out_dir=out, models=models)
+    assert (out / "pixels-linear" / "model.safetensors").read_bytes() == before
+    compare(spec, epochs=1, out_dir=out, models=models, seed=1, overwrite=True)
+    assert (out / "pixels-linear" / "model.safetensors").read_bytes() != before
+
+
 def test_compare_trains_every_model_and_writes_table_and_chart(comparison):
     root, _, rows = comparison
     assert [row.model for row in rows] == list(MODELS)

@@ -168,6 +168,9 @@ def _add_train(commands):
                      help="run directory (default: runs/<model>-<dataset>)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in RUN_DIR up to --epochs in total")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run in RUN_DIR (without it, an --out that holds a run is "
+                          "refused, and the default RUN_DIR becomes <model>-<dataset>-2, -3, ...)")
     run.add_argument("--config", metavar="FILE", help="TOML file of options")
     run.add_argument("--interrupt-after-steps", type=int, help=argparse.SUPPRESS)
     _add_common(run, "print the result as one JSON object on stdout")
@@ -236,11 +239,15 @@ def _emit_json(value):
 
 
 def _train(args):
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in RUN_DIR, --overwrite replaces it: "
+                         "give one of them")
     options = {name: getattr(args, name, None) for name in training.FIELDS}
     config = training.configure(options, config_file=args.config, resume=args.resume)
     summary = training.train(
         config, resume=args.resume, progress=not args.quiet and sys.stderr.isatty(),
-        log=None if args.quiet else _stderr, interrupt_after_steps=args.interrupt_after_steps)
+        log=None if args.quiet else _stderr, interrupt_after_steps=args.interrupt_after_steps,
+        overwrite=args.overwrite)
     if args.json:
         return _emit_json(summary)
     print(f"test accuracy {summary['test_accuracy']:.4f} (loss {summary['test_loss']:.4f}) "

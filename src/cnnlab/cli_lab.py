@@ -130,6 +130,8 @@ def add_commands(commands):
                         help=f"a subset of {','.join(comparison.MODELS)}")
     parser.add_argument("--out", default="runs/compare", metavar="DIR",
                         help="output folder (default: runs/compare)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the runs a previous comparison left in --out")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
     parser.set_defaults(handler=_compare)
@@ -178,7 +180,7 @@ def _compare(args):
     rows = comparison.compare(
         args.dataset, data_dir=args.data_dir, limit_train=args.limit_train, epochs=args.epochs,
         seed=args.seed, out_dir=args.out, models=args.models, download=args.download,
-        log=None if args.quiet else _stderr,
+        log=None if args.quiet else _stderr, overwrite=args.overwrite,
     )
     print(comparison.comparison_table(rows, args.dataset))
     print(f"written: {args.out}/comparison.md, {args.out}/comparison.png")

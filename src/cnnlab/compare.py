@@ -72,6 +72,7 @@ def compare(
     models=MODELS,
     download=False,
     log=None,
+    overwrite=False,
 ):
     """Train each model on the same data; write comparison.md and comparison.png.
 
@@ -86,6 +87,8 @@ def compare(
         models: a subset of MODELS, in the order to train and show them.
         download: fetch a built-in dataset's files when they are not found.
         log: callable(str) receiving progress lines. Default: silent.
+        overwrite: replace the runs a previous comparison left in `out_dir`; without it they
+            are refused (ValueError) before anything is trained.
 
     Returns:
         list of ComparisonRow, in the order of `models`.
@@ -94,6 +97,10 @@ def compare(
     if unknown or not models:
         raise ValueError(f"compare: models must be among {', '.join(MODELS)}, got {models!r}")
     out_dir, log = Path(out_dir), log or (lambda line: None)
+    held = [name for name in models if (out_dir / name / "last.json").exists()]
+    if held and not overwrite:
+        raise ValueError(f"compare: {out_dir} already holds the runs {', '.join(held)}: "
+                         f"--overwrite replaces them, another --out keeps them")
     rows = []
     for name in models:
         model, features = RUNS[name]
@@ -109,15 +116,15 @@ def compare(
             out=str(out_dir / name),
         ).resolve()
         log(f"compare: training {name} for {config.epochs} epochs")
-        row = _train(name, config)
+        row = _train(name, config, overwrite)
         log(f"compare: {name} test accuracy {row.test_accuracy:.4f} in {row.seconds:.1f} s")
         rows.append(row)
     write_comparison(rows, dataset_spec, out_dir)
     return rows
 
 
-def _train(name, config):
-    summary = train(config)
+def _train(name, config, overwrite):
+    summary = train(config, overwrite=overwrite)
     return ComparisonRow(
         name,
         summary["test_accuracy"],

@@ -269,7 +269,10 @@ def configure(options: dict, config_file=None, resume=False) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
     if not resume:
-        return TrainConfig(**given).resolve()
+        config = TrainConfig(**given).resolve()
+        if given.get("out") is None:  # the default RUN_DIR: never one that holds a run
+            config.out = str(free_run_dir(config.out))
+        return config
     out = given.get("out") or TrainConfig(**given).resolve().out
     state = read_train_state(out)[1]
     saved = TrainConfig(**state["config"])
@@ -287,6 +290,16 @@ def configure(options: dict, config_file=None, resume=False) -> TrainConfig:
         raise ValueError(f"--epochs {config.epochs}: the run in {out} is already "
                          f"{'in epoch' if done > state['epoch'] else 'at'} {done}")
     return config
+
+
+def free_run_dir(out) -> Path:
+    """`out` if it holds no run, else the first of out-2, out-3, ... that holds none."""
+    out = Path(out)
+    candidate, number = out, 1
+    while (candidate / "last.json").exists():
+        number += 1
+        candidate = out.with_name(f"{out.name}-{number}")
+    return candidate
 
 
 def _normal_form(name, value):

@@ -477,9 +477,12 @@ def format_epoch(record: dict, total: int) -> str:
 
 
 def train(config: TrainConfig, resume=False, progress=False, log=None,
-          interrupt_after_steps=None) -> dict:
+          interrupt_after_steps=None, overwrite=False) -> dict:
     """Run `config` from start to finish (or continue RUN_DIR's run with `resume`): train,
     evaluate the final model on the test set, save it to RUN_DIR/model.* and draw the plots.
+
+    A RUN_DIR that already holds a run is continued with `resume`, replaced with `overwrite`,
+    and otherwise refused (ValueError), so no run is lost by accident.
 
     Returns:
         a summary: run_dir, model (path), epochs, best_epoch, best_val_accuracy,
@@ -490,6 +493,10 @@ def train(config: TrainConfig, resume=False, progress=False, log=None,
         CheckpointError, ValueError.
     """
     log = log or (lambda line: None)
+    run_dir = Path(config.out)
+    if not resume and not overwrite and (run_dir / "last.json").exists():
+        raise ValueError(f"--out {run_dir} already holds a run: --resume continues it, "
+                         f"--overwrite replaces it, another --out keeps both")
     train_set, val_set, test_set = prepare_data(config)
     log(f"{config.dataset}: {len(train_set)} training, {len(val_set)} validation, "
         f"{len(test_set)} test images of shape {train_set.image_shape}")
@@ -502,7 +509,7 @@ def train(config: TrainConfig, resume=False, progress=False, log=None,
             + (f" and {trainer.train_loader.position} steps" if trainer.partial["seen"] else ""))
     else:
         if (trainer.run_dir / "last.json").exists():
-            log(f"replacing the previous run in {trainer.run_dir}")
+            log(f"replacing the previous run in {trainer.run_dir} (--overwrite)")
         start_run_dir(trainer.run_dir)
         trainer.save_state()  # a resumable (and "last good") state from the start
     trainer.fit()
