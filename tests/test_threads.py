@@ -178,3 +178,19 @@ def test_blas_runs_single_threaded_inside_shares_and_is_restored_after(split_eve
         assert BLAS.get_threads() == 2
     finally:
         BLAS.set_threads(before)
+
+
+def test_a_forked_child_gets_its_own_workers(split_everything):
+    import multiprocessing
+
+    cnnlab.set_num_threads(2)
+    parallel_for(lambda share: None, 4, nbytes=1)  # the parent's workers exist
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        # Without its own workers the child would wait for ever on the parent's (gone) ones.
+        result = pool.apply_async(_relu_in_a_child).get(timeout=30)
+    assert result == [0.0, 0.0, 1.0, 2.0]
+
+
+def _relu_in_a_child():
+    return F.relu(cnnlab.tensor(np.array([-1.0, 0.0, 1.0, 2.0]))).data.tolist()

@@ -49,7 +49,7 @@ def _default_num_threads():
 
 
 _num_threads = _default_num_threads()
-_executor = None
+_executor, _executor_pid = None, None
 
 
 def get_num_threads() -> int:
@@ -88,9 +88,10 @@ def parallel_for(function, length: int, nbytes: int) -> None:
 
 
 def _run_shares(function, length, parts):
-    global _executor
-    if _executor is None:
+    global _executor, _executor_pid
+    if _executor is None or _executor_pid != os.getpid():  # a forked child has no workers
         _executor = ThreadPoolExecutor(_num_threads - 1, thread_name_prefix="cnnlab")
+        _executor_pid = os.getpid()
     bounds = [length * part // parts for part in range(parts + 1)]
     shares = [slice(bounds[part], bounds[part + 1]) for part in range(parts)]
     futures = [_executor.submit(function, share) for share in shares[1:]]
