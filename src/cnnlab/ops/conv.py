@@ -12,14 +12,15 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
 - Forward: im2col by a strided window view of the zero-padded NHWC input (one copy into a
   reused workspace buffer, see `Workspace`), then one GEMM, (N * H_out * W_out, KH * KW * C_in)
   @ (KH * KW * C_in, C_out), which is already NHWC, accumulated onto the broadcast bias.
-- Weight gradient: one GEMM of the upstream gradient with the saved column matrix.
+- Weight gradient: one GEMM of the upstream gradient with the saved column matrix, its output
+  wide (see `Conv2d._weight_grad`).
 - Threads (cnnlab.threads): each pass is split into one share per thread, by images (or, for
-  the weight gradient, by its output's larger side), and a share does its copies and its part
+  the weight gradient, by its output's longer side), and a share does its copies and its part
   of the GEMM on one core: one GEMM per thread, no reduction split.
 - Input gradient, stride 1: on the padded grid flattened to rows (N * Hp * Wp, C), kernel tap
   (i, j) moves a row by i * Wp + j, so the input gradient is the sum over taps of
   (upstream gradient @ weight[:, :, i, j]) shifted by that many rows: KH * KW GEMMs, each
-  accumulated (BLAS beta = 1, see `_NumpyBlas`) into a contiguous row range of the result.
+  accumulated (BLAS beta = 1, see `cnnlab.blas`) into a contiguous row range of the result.
   No scatter, no strided adds (NumPy's ufuncs are about 4x slower on arrays with gaps than on
   contiguous ones). Measured against one GEMM into column form + col2im: 1.4-2x faster.
 - Input gradient, other strides: one GEMM into column form, then col2im as KH * KW strided
