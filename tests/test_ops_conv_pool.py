@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnnlab.blas import BLAS
-from cnnlab.ops.conv import Conv2d, Workspace
+from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.pool import AvgPool2d, MaxPool2d
 
 TOLERANCE = {np.float64: 1e-8, np.float32: 2e-4}
@@ -111,7 +111,9 @@ def conv_cases(draw):
     w = draw(st.sampled_from([w for w in (3, 5, 7, 9, 11) if w + 2 * pw >= kw]))
     return {
         "n": draw(st.integers(1, 3)),
-        "c_in": draw(st.integers(1, 5)),
+        # From 16 input channels the weight gradient remakes the columns from the padded
+        # input instead of keeping them: both paths.
+        "c_in": draw(st.one_of(st.integers(1, 5), st.integers(16, 18))),
         "c_out": draw(st.integers(1, 5)),
         "hw": (h, w),
         "kernel": (kh, kw),
@@ -137,7 +139,12 @@ def test_conv2d_matches_torch(dtype, case):
     options = {"stride": case["stride"], "padding": case["padding"]}
     out_shape = TF.conv2d(*[torch.from_numpy(a) for a in arrays], **options).shape
     upstream = rng.standard_normal(tuple(out_shape)).astype(dtype)
-    reference, reference_grads = torch_run(lambda *t: TF.conv2d(*t, **options), arrays, upstream)
+    # PyTorch in float64 on the same (float32) numbers: the exact answer. Against PyTorch's own
+    # float32 a sum that cancels (a bias gradient of one channel, say) fails a tolerance
+    # relative to its small result through PyTorch's rounding, not ours.
+    reference, reference_grads = torch_run(lambda *t: TF.conv2d(*t, **options),
+                                           [a.astype(np.float64) for a in arrays],
+                                           upstream.astype(np.float64))
     ours_inputs = [with_layout(x, case["layout"])] + arrays[1:]
     out, grads = run(Conv2d, ours_inputs, with_layout(upstream, case["grad_layout"]), **options)
     assert_close(out, reference, dtype)
@@ -158,12 +165,13 @@ def test_conv2d_matches_naive_loops():
         assert relative_error(out, expected) <= 1e-12
 
 
-@pytest.mark.parametrize("stride, padding", [((1, 1), (1, 0)), ((2, 1), (0, 2)), ((3, 2), (1, 1))])
-def test_conv2d_gradients_match_central_differences(stride, padding):
+@pytest.mark.parametrize("stride, padding, c_in", [
+    ((1, 1), (1, 0), 2), ((2, 1), (0, 2), 2), ((3, 2), (1, 1), 2), ((1, 1), (1, 1), 16)])
+def test_conv2d_gradients_match_central_differences(stride, padding, c_in):
     rng = np.random.default_rng(2)
     x, weight, bias = (
-        rng.standard_normal((2, 2, 5, 6)),
-        rng.standard_normal((3, 2, 3, 2)),
+        rng.standard_normal((2, c_in, 5, 6)),
+        rng.standard_normal((3, c_in, 3, 2)),
         rng.standard_normal(3),
     )
     options = {"stride": stride, "padding": padding}
@@ -191,7 +199,7 @@ def test_conv2d_skips_gradients_nobody_needs():
     assert grads[1] is None and grads[0].shape == x.shape
     function = Conv2d([False, False])  # no graph: nothing saved for a backward
     function.forward(x, weight, stride=(1, 1), padding=(0, 0))
-    assert function.columns is None and function.weight is None
+    assert function.padded is None and function.weight is None
 
 
 def test_conv2d_dtypes_and_output_layout():
@@ -436,35 +444,17 @@ def test_backward_can_run_twice_for_retain_graph():
             np.testing.assert_array_equal(a, b)
 
 
-# ----- the workspace of large scratch arrays ------------------------------------------------
-def test_workspace_never_shares_a_buffer_between_two_live_graphs():
+# ----- two graphs alive at once -------------------------------------------------------------
+def test_two_live_graphs_keep_their_own_saved_inputs():
     rng = np.random.default_rng(12)
-    x = rng.standard_normal((16, 8, 24, 24)).astype(np.float32)  # column matrix: 2.6 MB
+    x = rng.standard_normal((16, 8, 24, 24)).astype(np.float32)
     weight = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
     upstream = rng.standard_normal((16, 4, 24, 24)).astype(np.float32)
     options = {"stride": (1, 1), "padding": (1, 1)}
     first, second = Conv2d([True, True]), Conv2d([True, True])
     first.forward(x, weight, **options)
     second.forward(x[::-1].copy(), weight, **options)  # another graph while the first is alive
-    assert not np.shares_memory(first.columns, second.columns)
     expected = Conv2d([True, True])
     expected.forward(x, weight, **options)
     for a, b in zip(first.backward(upstream), expected.backward(upstream), strict=True):
         np.testing.assert_array_equal(a, b)
-    released = first.columns
-    del first  # the graph lets go: its column matrix may serve the next forward
-    third = Conv2d([True, True])
-    third.forward(x, weight, **options)
-    assert np.shares_memory(third.columns, released)
-
-
-def test_workspace_keeps_at_most_max_bytes():
-    workspace = Workspace(max_bytes=3 << 20)
-    arrays = [np.empty((1 << 18, k + 1), np.float32) for k in range(3)]  # 1, 2 and 3 MB
-    for array in arrays:
-        workspace.give_back(array)
-    assert [kept.nbytes for kept in workspace.free.values()] == [3 << 20]
-    assert workspace.take((1 << 18, 3), np.float32) is arrays[2]
-    assert workspace.take((1 << 18, 3), np.float32) is not arrays[2]  # taken: not handed twice
-    workspace.give_back(np.empty(10, np.float32))  # small arrays are not kept
-    assert not workspace.free

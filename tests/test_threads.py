@@ -71,6 +71,22 @@ def test_every_thread_count_gives_the_same_bits(split_everything, name, dtype):
             assert np.abs(got - want).max() <= rtol * scale, f"{name} with {count} threads"
 
 
+@pytest.mark.parametrize("name", [name for name in OPS if "conv" in name])
+def test_cache_blocks_of_single_images_give_the_same_results(monkeypatch, name):
+    from cnnlab.ops import conv
+
+    op, shapes = OPS[name]
+    rng = np.random.default_rng(2)
+    arrays = [rng.standard_normal(shape) for shape in shapes]  # float64
+    reference = _outputs_and_grads(op, arrays)
+    monkeypatch.setattr(conv, "BLOCK_BYTES", 1)  # every image its own block
+    for got, want in zip(_outputs_and_grads(op, arrays), reference, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    with cnnlab.no_grad():  # inference: the columns go through one block-sized buffer
+        np.testing.assert_allclose(op(*map(cnnlab.tensor, arrays)).data, reference[0],
+                                   rtol=1e-13, atol=1e-13)
+
+
 def test_threads_keep_the_nhwc_memory_order_of_conv_outputs(split_everything):
     cnnlab.set_num_threads(2)
     x = cnnlab.tensor(np.ones((4, 3, 6, 6), np.float32))

@@ -9,14 +9,15 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
   (N, H_out, W_out, C_out) buffer. NumPy's ufuncs (ReLU, masks, bias adds) keep that memory
   order, so the next conv or pool reads its input as NHWC without a copy. Inputs of any other
   strides work too; they are copied into NHWC once.
-- Forward: im2col by a strided window view of the zero-padded NHWC input (one copy into a
-  reused workspace buffer, see `Workspace`), then one GEMM, (N * H_out * W_out, KH * KW * C_in)
-  @ (KH * KW * C_in, C_out), which is already NHWC, accumulated onto the broadcast bias.
-- Weight gradient: one GEMM of the upstream gradient with the saved column matrix, its output
-  wide (see `Conv2d._weight_grad`).
-- Threads (cnnlab.threads): each pass is split into one share per thread, by images (or, for
-  the weight gradient, by its output's longer side), and a share does its copies and its part
-  of the GEMM on one core: one GEMM per thread, no reduction split.
+- Forward: im2col by a strided window view of the zero-padded NHWC input, then the GEMM
+  (N * H_out * W_out, KH * KW * C_in) @ (KH * KW * C_in, C_out), which is already NHWC,
+  accumulated onto the broadcast bias. Both run per cache block of images (see BLOCK_BYTES):
+  the block's columns are copied into a small buffer and multiplied while they are in the
+  cache; the whole column matrix never exists.
+- Weight gradient: the same blocks made again from the saved padded input, each block's
+  (C_out x rows) @ (rows x KH * KW * C_in) product accumulated (see `Conv2d._weight_grad`).
+- Threads (cnnlab.threads): each pass is split into one share of the images per thread, and
+  a share does its copies and its GEMMs on one core.
 - Input gradient, stride 1: on the padded grid flattened to rows (N * Hp * Wp, C), kernel tap
   (i, j) moves a row by i * Wp + j, so the input gradient is the sum over taps of
   (upstream gradient @ weight[:, :, i, j]) shifted by that many rows: KH * KW GEMMs, each
@@ -35,37 +36,53 @@ from cnnlab.ops.function import Function
 from cnnlab.shapes import output_hw
 from cnnlab.threads import parallel_for
 
-
-class Workspace:
-    """Large scratch arrays kept for reuse between calls, at most one per (shape, dtype).
-
-    A fresh array of 100 MB costs about 10 ms of page faults (the kernel zero-fills each page on
-    first touch), more than the copy that fills it; glibc maps arrays above 32 MB freshly on
-    every allocation. An op `take`s a buffer and `give_back`s it once nothing refers to it any
-    more (at the end of the call, or when the Function that saved it for backward is freed), so
-    two graphs alive at once never share one. Arrays under 1 MB are not kept; beyond
-    `max_bytes` in all, the least recently returned go.
-    """
-
-    MIN_BYTES = 1 << 20
-
-    def __init__(self, max_bytes=1 << 30):
-        self.max_bytes, self.free = max_bytes, {}
-
-    def take(self, shape, dtype):
-        """An uninitialised C-contiguous array: a returned one when it fits, else a new one."""
-        array = self.free.pop((tuple(shape), np.dtype(dtype)), None)
-        return np.empty(shape, dtype) if array is None else array
-
-    def give_back(self, array):
-        if array is None or array.nbytes < self.MIN_BYTES or not array.flags.c_contiguous:
-            return
-        self.free[(array.shape, array.dtype)] = array  # newest last
-        while sum(kept.nbytes for kept in self.free.values()) > self.max_bytes:
-            del self.free[next(iter(self.free))]
+# Cache blocking. A share's images are taken a few at a time, each block's im2col copy (or
+# gradient grid) about BLOCK_BYTES, so that its GEMMs read it back from the cache instead of
+# memory. One thread, batch 128, against one copy and one GEMM for the whole batch:
+# cifar-cnn's 32->32 conv forward 48 -> 32 ms, its 64->64 conv 36 -> 27 ms. Each block is
+# still a product of thousands of rows (a 32 x 32 image is 1,024).
+BLOCK_BYTES = 5 << 19  # 2.5 MB
 
 
-WORKSPACE = Workspace()
+def im2col_blocks(windows, work, into=None):
+    """Call work(block, columns) for every cache block of images, on all threads: `block` a
+    slice of images, `columns` their rows of the column matrix (images * H_out * W_out,
+    KH * KW * C), copied from `windows` (N, H_out, W_out, KH, KW, C) into a buffer that each
+    thread reuses for its blocks, or into the rows of `into`, a whole column matrix to keep."""
+    per_image = windows[:1].size * windows.itemsize
+    parallel_for(lambda images: for_each_block(windows, images, work, into), len(windows),
+                 per_image * len(windows))
+
+
+def for_each_block(windows, images, work, into=None, made=False):
+    """im2col_blocks' work on one thread, for the images `images`; with `made`, `into` holds
+    the columns already and nothing is copied."""
+    n, h_out, w_out, kh, kw, c = windows.shape
+    pixels, width = h_out * w_out, kh * kw * c
+    buffer = None
+    for block in cache_blocks(images, pixels * width * windows.itemsize):
+        size = (block.stop - block.start) * pixels
+        if into is not None:
+            columns = into[block.start * pixels : block.stop * pixels]
+        else:
+            buffer = np.empty((size, width), windows.dtype) if buffer is None else buffer
+            columns = buffer[:size]
+        if not made:
+            np.copyto(columns.reshape(windows[block].shape), windows[block])  # a strided copy
+        work(block, columns)
+
+
+def block_size(bytes_per_image):
+    """Images per cache block: about BLOCK_BYTES of work, at least one image."""
+    return max(1, BLOCK_BYTES // max(1, bytes_per_image))
+
+
+def cache_blocks(images, bytes_per_image):
+    """Consecutive sub-slices of the slice `images`, each of block_size images (the last may
+    hold fewer)."""
+    step = block_size(bytes_per_image)
+    return [slice(start, min(start + step, images.stop))
+            for start in range(images.start, images.stop, step)]
 
 
 def float_dtype(*arrays):
@@ -170,37 +187,30 @@ class Conv2d(Function):
         padded = padded_nhwc(x, padding, 0, dtype)
         windows = window_view(padded, kernel, stride, out_hw)
         pixels = out_hw[0] * out_hw[1]  # rows of the column matrix per image
-        columns = WORKSPACE.take((n * pixels, kh * kw * c_in), dtype)
-        blocks = columns.reshape(windows.shape)
         weight_t = weight.transpose(2, 3, 1, 0).reshape(-1, c_out).astype(dtype, copy=False)
-        out = np.empty((columns.shape[0], c_out), dtype)  # (N * H_out * W_out, C_out): NHWC
+        out = np.empty((n * pixels, c_out), dtype)  # (N * H_out * W_out, C_out): NHWC
 
-        def convolve_share(images):
-            rows = slice(images.start * pixels, images.stop * pixels)
-            np.copyto(blocks[images], windows[images])  # im2col: one strided copy
+        def convolve_block(block, block_columns):
+            rows = slice(block.start * pixels, block.stop * pixels)
             if bias is None:
-                np.matmul(columns[rows], weight_t, out=out[rows])
-            else:  # the GEMM adds onto the broadcast bias (beta = 1): a pass less than out += b
+                np.matmul(block_columns, weight_t, out=out[rows])
+            else:  # the GEMM adds onto the broadcast bias (beta = 1): a pass less than += bias
                 out[rows] = bias
-                BLAS.gemm_accumulate(columns[rows], weight_t, out[rows])
+                BLAS.gemm_accumulate(block_columns, weight_t, out[rows])
 
-        parallel_for(convolve_share, n, columns.nbytes)
-
+        # The weight gradient makes the columns again from the padded input (see
+        # _weight_grad), except for few input channels: a copy whose contiguous runs are so
+        # short (C_in floats) is slow, and the column matrix small, so it is kept.
         needs = self.needs_input_grad
+        keep = np.empty((n * pixels, kh * kw * c_in), dtype) if needs[1] and c_in < 16 else None
+        im2col_blocks(windows, convolve_block, into=keep)
+
         self.x_shape, self.x_dtype, self.weight_shape = x.shape, x.dtype, weight.shape
         self.weight_dtype = weight.dtype
-        self.stride, self.padding = stride, padding
+        self.stride, self.padding, self.out_hw = stride, padding, out_hw
         self.weight = weight.astype(dtype, copy=False) if needs[0] else None
-        self.columns = columns if needs[1] else None
-        if not needs[1]:
-            WORKSPACE.give_back(columns)
+        self.columns, self.padded = keep, padded if needs[1] else None
         return out.reshape(n, out_hw[0], out_hw[1], c_out).transpose(0, 3, 1, 2)
-
-    def __del__(self):
-        # The saved column matrix goes back to the workspace once the graph lets go of it.
-        columns = getattr(self, "columns", None)
-        if columns is not None and WORKSPACE is not None:
-            WORKSPACE.give_back(columns)
 
     def backward(self, grad_output):
         needs = self.needs_input_grad
@@ -221,25 +231,43 @@ class Conv2d(Function):
         return tuple(grads)
 
     def _weight_grad(self, grad_rows):
-        """dL/dweight (C_out, C_in, KH, KW): the upstream gradient's rows times the columns.
-
-        The product reduces over all N * H_out * W_out rows, so it is split over its output
-        instead: each thread takes a share of the longer output side (the column matrix's
-        KH * KW * C_in columns, or the C_out channels), and every output element is one
-        unsplit dot product. The output is made wide (shorter side first): one thread runs
-        it about 10% faster than tall, e.g. 73 against 65 GFLOP/s for fmnist-cnn's second conv
-        (the tall form was chosen for OpenBLAS's own threads, which no longer run here).
+        """dL/dweight (C_out, C_in, KH, KW) = the upstream gradient's rows (transposed) times
+        the column matrix, summed block by block as `im2col_blocks` makes the columns again
+        from the saved padded input (or taken from the columns the forward pass kept, for
+        fewer than 16 input channels), each block's product accumulated (beta = 1) while the
+        block is in the cache. Faster than one GEMM on columns kept from the forward pass
+        (cifar-cnn's 32->32 conv on one thread: 34 against 39 ms, its 64->64 conv 28 against
+        30, im2col included), and the forward pass writes no column matrix at all (150 MB for
+        that conv at batch 128). The product is wide (shorter side first), about 10% faster
+        than tall on one thread. Each thread sums its share of the images; the shares' sums
+        are added in order, so a given thread count always gives the same bits.
         """
         c_out, c_in, kh, kw = self.weight_shape
-        columns = self.columns
-        short, long = (grad_rows, columns) if c_out <= columns.shape[1] else (columns, grad_rows)
-        wide = np.empty((short.shape[1], long.shape[1]), grad_rows.dtype)
+        windows = window_view(self.padded, (kh, kw), self.stride, self.out_hw)
+        made = self.columns is not None  # kept by the forward pass (few input channels)
+        pixels, width = self.out_hw[0] * self.out_hw[1], kh * kw * c_in
+        channels_first = c_out <= width
+        sums = {}
 
-        def share_product(part):
-            np.matmul(short.T, long[:, part], out=wide[:, part])
+        def accumulate(block, block_columns, total):
+            upstream = grad_rows[block.start * pixels : block.stop * pixels]
+            if channels_first:
+                BLAS.gemm_accumulate(upstream.T, block_columns, total)  # (C_out, width)
+            else:
+                BLAS.gemm_accumulate(block_columns.T, upstream, total)  # (width, C_out)
 
-        parallel_for(share_product, long.shape[1], columns.nbytes)
-        grad = wide if short is grad_rows else wide.T  # (C_out, KH * KW * C_in)
+        def sum_share(images):
+            total = np.zeros((c_out, width) if channels_first else (width, c_out), grad_rows.dtype)
+            for_each_block(windows, images, lambda block, cols: accumulate(block, cols, total),
+                           into=self.columns, made=made)
+            sums[images.start] = total
+
+        parallel_for(sum_share, len(windows), windows[:1].size * len(windows) * grad_rows.itemsize)
+        grad = sums.pop(0)
+        for start in sorted(sums):
+            grad += sums[start]
+        if not channels_first:
+            grad = grad.T
         grad = grad.reshape(c_out, kh, kw, c_in).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(grad, self.weight_dtype)
 
@@ -258,12 +286,12 @@ class Conv2d(Function):
             # next image reads rows y >= H_out of the grid, which are zero, so each share of
             # images needs its own rows only.
             pixels = padded_h * padded_w
-            grid = WORKSPACE.take((n * pixels, c_out), dtype)
+            grid = np.empty((n * pixels, c_out), dtype)
             grid_nhwc = grid.reshape(n, padded_h, padded_w, c_out)
             taps = np.ascontiguousarray(self.weight.transpose(2, 3, 0, 1))  # (KH, KW, C_out, C_in)
-            grad_padded = WORKSPACE.take((n * pixels, c_in), dtype)
+            grad_padded = np.empty((n * pixels, c_in), dtype)
 
-            def input_grad_share(images):
+            def input_grad_block(images):
                 part = grid_nhwc[images]
                 part[:, :h_out, :w_out] = grad_nhwc[images]
                 part[:, h_out:] = 0
@@ -277,12 +305,16 @@ class Conv2d(Function):
                         if 0 < shift < len(grid_rows):
                             BLAS.gemm_accumulate(grid_rows[:-shift], taps[i, j], grad_part[shift:])
 
+            per_image = pixels * (c_out + c_in) * grid.itemsize
+
+            def input_grad_share(images):
+                for block in cache_blocks(images, per_image):
+                    input_grad_block(block)
+
             parallel_for(input_grad_share, n, grid.nbytes + grad_padded.nbytes)
-            WORKSPACE.give_back(grid)
-            workspace, grad_padded = grad_padded, grad_padded.reshape(n, padded_h, padded_w, c_in)
+            grad_padded = grad_padded.reshape(n, padded_h, padded_w, c_in)
         else:
             weight_matrix = self.weight.transpose(0, 2, 3, 1).reshape(c_out, -1)
-            workspace = None
             grad_padded = np.zeros((n, padded_h, padded_w, c_in), dtype=dtype)
 
             def input_grad_share(images):
@@ -299,5 +331,4 @@ class Conv2d(Function):
         grad_x = grad_padded[:, pad_h : pad_h + h, pad_w : pad_w + w]
         if pad_h or pad_w:
             grad_x = contiguous(grad_x)  # gapped arrays slow every later ufunc
-            WORKSPACE.give_back(workspace)
         return grad_x.transpose(0, 3, 1, 2)
