@@ -40,6 +40,11 @@ OPS = {  # name: (op, input shapes)
     "max_pool2d overlapping padded": (
         lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [(5, 2, 9, 7)]),
     "avg_pool2d padded": (lambda x: F.avg_pool2d(x, 3, stride=1, padding=1), [(5, 2, 6, 6)]),
+    "batch_norm": (
+        lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+        [(6, 3, 5, 4), (3,), (3,)]),
+    "batch_norm 1d eval": (
+        lambda x, w, b: F.batch_norm(x, np.zeros(4), np.ones(4), w, b), [(7, 4), (4,), (4,)]),
     "matmul tall": (lambda a, b: a @ b, [(9, 7), (7, 5)]),
     "matmul wide": (lambda a, b: a @ b, [(3, 7), (7, 11)]),
     "linear": (F.linear, [(6, 5), (4, 5), (4,)]),

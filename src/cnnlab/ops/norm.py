@@ -15,7 +15,10 @@ batch-statistics backward has a closed form (means over every axis but 1):
     grad_weight = sum(g * x_hat),  grad_bias = sum(g)
 """
 
+import numpy as np
+
 from cnnlab.ops.function import Function
+from cnnlab.threads import parallel_for
 
 
 class BatchNorm(Function):
@@ -24,13 +27,21 @@ class BatchNorm(Function):
     def forward(self, x, weight=None, bias=None, *, mean, inv_std, batch_stats):
         self.axes = (0,) + tuple(range(2, x.ndim))
         self.channel_shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-        self.x_hat = x - mean
-        self.x_hat *= inv_std
         self.inv_std, self.batch_stats, self.weight = inv_std, batch_stats, weight
-        if weight is None:
-            return self.x_hat
-        out = self.x_hat * weight.reshape(self.channel_shape)
-        out += bias.reshape(self.channel_shape)
+        # Elementwise, split over the images (threads); x's memory order (NHWC after a conv).
+        x_hat = self.x_hat = np.empty_like(x, dtype=np.result_type(x, mean, inv_std))
+        out = x_hat if weight is None else np.empty_like(x_hat)
+        if weight is not None:
+            scale, shift = weight.reshape(self.channel_shape), bias.reshape(self.channel_shape)
+
+        def normalise_share(images):
+            np.subtract(x[images], mean, out=x_hat[images])
+            x_hat[images] *= inv_std
+            if weight is not None:
+                np.multiply(x_hat[images], scale, out=out[images])
+                out[images] += shift
+
+        parallel_for(normalise_share, len(x), x.nbytes)
         return out
 
     def backward(self, grad_output):
@@ -42,12 +53,19 @@ class BatchNorm(Function):
             scale = self.inv_std
             if self.weight is not None:
                 scale = scale * self.weight.reshape(self.channel_shape)
-            if self.batch_stats:  # in place, one temporary: the memory passes are the cost
+            if self.batch_stats:  # in place, one array: the memory passes are the cost
                 count = grad_output.size // grad_output.shape[1]
-                grad_x = x_hat * (-grad_x_hat_sum / count)
-                grad_x += grad_output
-                grad_x -= grad_sum / count
-                grad_x *= scale
+                slope, offset = -grad_x_hat_sum / count, grad_sum / count
+                grad_x = np.empty_like(x_hat, dtype=np.result_type(x_hat, slope))
+
+                def grad_share(images):
+                    part = grad_x[images]
+                    np.multiply(x_hat[images], slope, out=part)
+                    part += grad_output[images]
+                    part -= offset
+                    part *= scale
+
+                parallel_for(grad_share, len(x_hat), x_hat.nbytes)
             else:
                 grad_x = grad_output * scale
             grads[0] = grad_x.astype(grad_output.dtype, copy=False)
