@@ -13,9 +13,11 @@ How it is computed (the layout is the performance story; see PERFORMANCE.md):
   (N * H_out * W_out, KH * KW * C_in) @ (KH * KW * C_in, C_out), which is already NHWC,
   accumulated onto the broadcast bias. Both run per cache block of images (see BLOCK_BYTES):
   the block's columns are copied into a small buffer and multiplied while they are in the
-  cache; the whole column matrix never exists.
-- Weight gradient: the same blocks made again from the saved padded input, each block's
-  (C_out x rows) @ (rows x KH * KW * C_in) product accumulated (see `Conv2d._weight_grad`).
+  cache; the whole column matrix is kept only for the weight gradient of a conv with fewer
+  than 16 input channels (small, and slow to copy again).
+- Weight gradient: otherwise the same blocks made again from the saved padded input, each
+  block's (C_out x rows) @ (rows x KH * KW * C_in) product accumulated (see
+  `Conv2d._weight_grad`).
 - Threads (cnnlab.threads): each pass is split into one share of the images per thread, and
   a share does its copies and its GEMMs on one core.
 - Input gradient, stride 1: on the padded grid flattened to rows (N * Hp * Wp, C), kernel tap
@@ -72,15 +74,10 @@ def for_each_block(windows, images, work, into=None, made=False):
         work(block, columns)
 
 
-def block_size(bytes_per_image):
-    """Images per cache block: about BLOCK_BYTES of work, at least one image."""
-    return max(1, BLOCK_BYTES // max(1, bytes_per_image))
-
-
 def cache_blocks(images, bytes_per_image):
-    """Consecutive sub-slices of the slice `images`, each of block_size images (the last may
-    hold fewer)."""
-    step = block_size(bytes_per_image)
+    """Consecutive sub-slices of the slice `images`, each about BLOCK_BYTES of work and at
+    least one image (the last may hold fewer)."""
+    step = max(1, BLOCK_BYTES // max(1, bytes_per_image))
     return [slice(start, min(start + step, images.stop))
             for start in range(images.start, images.stop, step)]
 
