@@ -8,7 +8,7 @@ import pathlib
 SOURCE = pathlib.Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 
 LAYER = {
-    "shapes": 0, "errors": 0, "rng": 0, "threads": 0, "blas": 0, "allocator": 0,
+    "shapes": 0, "errors": 0, "files": 0, "rng": 0, "threads": 0, "blas": 0, "allocator": 0,
     "ops": 1,
     "tensor": 2, "gradcheck": 2,
     "nn": 3,
