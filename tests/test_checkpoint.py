@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 
 import cnnlab
-from cnnlab import checkpoint, nn, optim
+from cnnlab import checkpoint, files, nn, optim
 from cnnlab.checkpoint import (
     flatten_state,
     load_checkpoint,
@@ -176,7 +176,7 @@ def test_a_crash_before_the_rename_leaves_the_previous_checkpoint(saved, monkeyp
         raise OSError("simulated crash")
 
     monkeypatch.setattr(checkpoint.os, "replace", crash)
-    monkeypatch.setattr(checkpoint, "_remove", lambda path: None)  # a crash cleans up nothing
+    monkeypatch.setattr(files, "remove", lambda path: None)  # a crash cleans up nothing
     with pytest.raises(OSError, match="simulated crash"):
         save_model(path, newer, {"epoch": 4})
     monkeypatch.undo()

@@ -11,13 +11,13 @@ A checkpoint named `run/model` is two files:
   options, classes, preprocessing, epoch, metrics, ...), plus "cnnlab_checkpoint": the format,
   the weights file's name and the same SHA-256, which ties the pair together.
 
-Saving writes both files to temporary files in the same folder (flushed and fsynced), then
-renames the weights file over the old one, then the JSON file. A crash before the first rename
-leaves the previous checkpoint untouched. The weights file is authoritative: if the JSON
-beside it is missing, unreadable or from another save (a crash between the two renames, or
-a file copied over), loading warns and uses the metadata stored in the weights file, which
-always matches its arrays. Nothing is ever unpickled: safetensors holds raw arrays, JSON
-holds data.
+Saving writes both files to temporary files in the same folder (cnnlab.files: flushed and
+fsynced), then renames the weights file over the old one, then the JSON file. A crash before
+the first rename leaves the previous checkpoint untouched. The weights file is authoritative:
+if the JSON beside it is missing, unreadable or from another save (a crash between the two
+renames, or a file copied over), loading warns and uses the metadata stored in the weights
+file, which always matches its arrays. Nothing is ever unpickled: safetensors holds raw arrays,
+JSON holds data.
 
 Optimiser, scheduler and RNG state (nested dicts and lists of arrays and numbers) go into the
 same files through `flatten_state` / `unflatten_state`: arrays into safetensors, the rest into
@@ -27,7 +27,6 @@ the metadata.
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -35,6 +34,7 @@ import safetensors
 import safetensors.numpy
 
 from cnnlab.errors import CheckpointError
+from cnnlab.files import atomic_writer
 from cnnlab.models import model_config, model_from_config
 from cnnlab.tensor import Tensor
 
@@ -69,44 +69,6 @@ def _c_order(array):
 
 
 # ----- writing ------------------------------------------------------------------------------
-def _temporary_file(path, data):
-    """Write data to a new temporary file beside `path`, flushed to disk; return its name."""
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-    except BaseException:
-        _remove(temporary)
-        raise
-    return temporary
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _sync_directory(directory):
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def _check_arrays(arrays):
     checked = {}
     for name, value in arrays.items():
@@ -157,17 +119,11 @@ def save_checkpoint(path, arrays, metadata=None):
         "format": FORMAT, "weights": os.path.basename(weights_path), "sha256": digest,
     }
     text = json.dumps(document, indent=2) + "\n"
-    os.makedirs(os.path.dirname(os.path.abspath(weights_path)), exist_ok=True)
-    temporaries = []
-    try:
-        temporaries.append(_temporary_file(weights_path, blob))
-        temporaries.append(_temporary_file(metadata_path, text.encode("utf-8")))
-        os.replace(temporaries[0], weights_path)  # the commit point: the weights file
-        os.replace(temporaries[1], metadata_path)
-    finally:
-        for temporary in temporaries:
-            _remove(temporary)
-    _sync_directory(os.path.dirname(os.path.abspath(weights_path)))
+    # Both files are written before either is renamed; the inner block ends first, so the
+    # weights file (the commit point) replaces its old self before the JSON file does.
+    with atomic_writer(metadata_path) as metadata_file, atomic_writer(weights_path) as weights:
+        metadata_file.write(text.encode("utf-8"))
+        weights.write(blob)
     return weights_path, metadata_path
 
 
