@@ -1,5 +1,7 @@
-"""Dependencies point one way: formulas, ops, tensor, nn, then the libraries built on nn,
-then analysis/viz/train, then the command line. PyTorch and scikit-image are test oracles only,
+"""Dependencies point one way: formulas, ops, tensor, nn, then the libraries built on nn, then
+looking inside models, explanations, training, interop, the lab and the command line. Every
+top-level module and package has a layer; imports, absolute or relative, may only point to a
+lower layer or stay inside their own package. PyTorch and scikit-image are test oracles only,
 and pickle is confined to the restricted CIFAR-10 reader."""
 
 import ast
@@ -8,25 +10,43 @@ import pathlib
 SOURCE = pathlib.Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 
 LAYER = {
-    "shapes": 0, "errors": 0, "files": 0, "rng": 0, "threads": 0, "blas": 0, "allocator": 0,
+    "shapes": 0, "errors": 0, "rng": 0, "threads": 0, "blas": 0, "allocator": 0, "files": 0,
+    "checks": 0,
     "ops": 1,
     "tensor": 2, "gradcheck": 2,
     "nn": 3,
-    "optim": 4, "models": 4, "data": 4, "features": 4, "checkpoint": 4,
-    "analysis": 5, "viz": 5, "train": 5, "compare": 5, "pictures": 5,
-    "config": 5, "rundir": 5, "inputs": 5, "runs": 5,
-    "cli": 6, "cli_lab": 6,
-    "__main__": 7,
+    "optim": 4, "models": 4, "data": 4, "features": 4, "checkpoint": 4, "metrics": 4,
+    "analysis": 5,
+    "explain": 6,
+    "training": 7,
+    "interop": 8,
+    "lab": 9,
+    "cli": 10,
+    "__main__": 11,
 }  # fmt: skip
 
 
+def _module_name(path):
+    """cnnlab.data.loader for SOURCE/data/loader.py, cnnlab.data for SOURCE/data/__init__.py."""
+    parts = ("cnnlab", *path.relative_to(SOURCE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def _imports(path):
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
+    """The absolute names of the modules `path` imports, relative imports resolved."""
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            yield node.module
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            if node.module:
+                yield module
+            else:  # from . import x, y: each x may be a module of the package
+                yield from (f"{module}.{alias.name}" for alias in node.names)
 
 
 def _part(path):
@@ -39,6 +59,11 @@ def test_every_source_file_belongs_to_a_known_layer():
     assert not unknown, f"add these to LAYER: {unknown}"
 
 
+def test_relative_imports_are_read_as_absolute_names():
+    assert "cnnlab.data.dataset" in set(_imports(SOURCE / "data" / "loader.py"))  # from .dataset
+    assert "cnnlab.data.augment" in set(_imports(SOURCE / "data" / "__init__.py"))
+
+
 def test_imports_point_down_the_layers():
     upward = []
     for path in SOURCE.rglob("*.py"):
@@ -46,7 +71,11 @@ def test_imports_point_down_the_layers():
             continue
         for name in _imports(path):
             parts = name.split(".")
-            if parts[0] == "cnnlab" and len(parts) > 1 and LAYER[parts[1]] > LAYER[_part(path)]:
+            if parts[0] != "cnnlab" or len(parts) < 2:
+                continue
+            if parts[1] not in LAYER:
+                upward.append(f"{path.relative_to(SOURCE)} imports {name}, which has no layer")
+            elif LAYER[parts[1]] > LAYER[_part(path)]:
                 upward.append(f"{path.relative_to(SOURCE)} imports {name}")
     assert not upward, upward
 

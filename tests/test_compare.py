@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.cli_lab import add_commands
-from cnnlab.compare import MODELS, ComparisonRow, compare, comparison_table
+from cnnlab.cli.analysis import add_commands
+from cnnlab.training.compare import MODELS, ComparisonRow, compare, comparison_table
 
 CLASSES = ("red-top", "blue-bottom")
 

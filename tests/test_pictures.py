@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import nn, viz
-from cnnlab.pictures import (
+from cnnlab import nn
+from cnnlab.analysis import plots
+from cnnlab.analysis.model_pictures import save_model_pictures
+from cnnlab.analysis.pictures import (
     activation_maps,
     display_image,
     filter_images,
@@ -15,7 +17,6 @@ from cnnlab.pictures import (
     linear_template_weight,
     model_input,
     receptive_field_overlay,
-    save_model_pictures,
     template_images,
     unit_scale,
 )
@@ -95,17 +96,17 @@ def test_display_image_and_grid_shape():
     assert display_image(np.full((1, 4, 5), 255, np.uint8)).max() == 1.0
     normalised = display_image(np.linspace(-2, 3, 20).reshape(1, 4, 5))
     assert normalised.min() == 0 and normalised.max() == 1
-    assert viz.grid_shape(10) == (3, 4) and viz.grid_shape(10, columns=5) == (2, 5)
-    assert viz.grid_shape(3, columns=10) == (1, 3)
+    assert plots.grid_shape(10) == (3, 4) and plots.grid_shape(10, columns=5) == (2, 5)
+    assert plots.grid_shape(3, columns=10) == (1, 3)
     pixels = np.full((3, 2, 2), 255, np.uint8)
     assert np.allclose(model_input(pixels, [0.5, 0.5, 0.0], [0.5, 0.25, 1.0])[:, 0, 0], [1, 2, 1])
 
 
 def grid_pixels(count, columns=None):
-    """The pixel size (width, height) viz.save_image_grid gives `count` pictures."""
-    rows, columns = viz.grid_shape(count, columns)
-    return (round(100 * viz.CELL_INCHES * columns),
-            round(100 * (viz.CELL_INCHES * rows + viz.TITLE_INCHES)))  # fmt: skip
+    """The pixel size (width, height) plots.save_image_grid gives `count` pictures."""
+    rows, columns = plots.grid_shape(count, columns)
+    return (round(100 * plots.CELL_INCHES * columns),
+            round(100 * (plots.CELL_INCHES * rows + plots.TITLE_INCHES)))  # fmt: skip
 
 
 def assert_png(path, size):

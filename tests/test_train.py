@@ -11,14 +11,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import train as training
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import ImageDataset
 from cnnlab.errors import CheckpointError
 from cnnlab.features import FeaturePipeline
-from cnnlab.inputs import hog_options
 from cnnlab.nn import functional as F
 from cnnlab.tensor import Tensor, no_grad
+from cnnlab.training import (
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    TrainingInterrupted,
+    configure,
+    load_trained_model,
+    predict,
+    train,
+)
+from cnnlab.training.config import MODEL_DEFAULTS, derived_seed
+from cnnlab.training.inputs import hog_options
+from cnnlab.training.rundir import read_train_state, start_run_dir
 
 
 def synthetic_dataset(per_class=30, classes=3, size=8, channels=1, seed=0):
@@ -36,13 +47,13 @@ def synthetic_dataset(per_class=30, classes=3, size=8, channels=1, seed=0):
 def make_config(tmp_path, **options):
     options = {"model": "mlp", "epochs": 2, "batch_size": 16, "val_size": 20,
                "out": str(tmp_path / "run"), **options}
-    return training.TrainConfig(**options).resolve()
+    return TrainConfig(**options).resolve()
 
 
 def make_trainer(config, **options):
     data = synthetic_dataset(size=config.image_size[0] if config.image_size else 8)
     train_set, val_set = data, data.subset(np.arange(0, 90, 4))  # 6 steps of 16 per epoch
-    return training.Trainer(config, train_set, val_set, **options)
+    return Trainer(config, train_set, val_set, **options)
 
 
 def weights(run_dir, stem):
@@ -59,17 +70,17 @@ def assert_same_arrays(first, second):
 
 # ----- configuration ----------------------------------------------------------------------------
 def test_every_model_has_defaults_that_resolve():
-    for name in training.MODEL_DEFAULTS:
-        config = training.TrainConfig(model=name).resolve()
+    for name in MODEL_DEFAULTS:
+        config = TrainConfig(model=name).resolve()
         assert config.epochs >= 1 and config.lr > 0 and config.batch_size >= 1
         assert config.out == os.path.join("runs", f"{name}-fashion-mnist")
         assert config.val_size == 5000
 
 
 def test_flags_override_the_model_defaults():
-    config = training.TrainConfig(model="cnn", epochs=3, lr=0.2).resolve()
+    config = TrainConfig(model="cnn", epochs=3, lr=0.2).resolve()
     assert (config.epochs, config.lr) == (3, 0.2)
-    assert config.batch_size == training.MODEL_DEFAULTS["cnn"].batch_size
+    assert config.batch_size == MODEL_DEFAULTS["cnn"].batch_size
 
 
 @pytest.mark.parametrize("options, message", [
@@ -91,11 +102,11 @@ def test_flags_override_the_model_defaults():
 ])  # fmt: skip
 def test_bad_values_name_their_flag(options, message):
     with pytest.raises(ValueError, match=message):
-        training.TrainConfig(**options).resolve()
+        TrainConfig(**options).resolve()
 
 
 def test_features_resolve_to_a_list_and_their_own_run_dir():
-    config = training.TrainConfig(model="svm", features="hog, color").resolve()
+    config = TrainConfig(model="svm", features="hog, color").resolve()
     assert config.features == ["hog", "color"]
     assert config.out == os.path.join("runs", "svm-hog-color-fashion-mnist")
 
@@ -103,10 +114,10 @@ def test_features_resolve_to_a_list_and_their_own_run_dir():
 def test_config_file_under_the_flags(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('model = "linear"\nlr = 0.5\nbatch-size = 7\n')
-    config = training.configure({"lr": 0.25, "epochs": None}, config_file=path)
+    config = configure({"lr": 0.25, "epochs": None}, config_file=path)
     assert (config.model, config.lr, config.batch_size) == ("linear", 0.25, 7)
     path.write_text("[train]\nepochs = 4\n")
-    assert training.configure({}, config_file=path).epochs == 4
+    assert configure({}, config_file=path).epochs == 4
 
 
 @pytest.mark.parametrize("text, message", [
@@ -118,13 +129,13 @@ def test_bad_config_files(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
-        training.configure({}, config_file=path)
+        configure({}, config_file=path)
 
 
 def test_derived_seeds_differ_by_purpose_and_repeat():
-    seeds = {training.derived_seed(0, name) for name in ("split", "init", "loader")}
+    seeds = {derived_seed(0, name) for name in ("split", "init", "loader")}
     assert len(seeds) == 3
-    assert training.derived_seed(5, "init") == training.derived_seed(5, "init")
+    assert derived_seed(5, "init") == derived_seed(5, "init")
 
 
 # ----- a run ------------------------------------------------------------------------------------
@@ -133,7 +144,7 @@ def test_fit_writes_metrics_and_checkpoints(tmp_path):
     trainer = make_trainer(config)
     lines = []
     trainer.log = lines.append
-    training.start_run_dir(trainer.run_dir)
+    start_run_dir(trainer.run_dir)
     history = trainer.fit()
     assert len(history) == 2 and len(lines) == 2 and lines[0].startswith("epoch 1/2")
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().split(
@@ -152,14 +163,14 @@ def test_fit_writes_metrics_and_checkpoints(tmp_path):
 
 def run_to_end(config, **options):
     trainer = make_trainer(config, **options)
-    training.start_run_dir(trainer.run_dir)
+    start_run_dir(trainer.run_dir)
     trainer.fit()
     return trainer
 
 
 def resume_to_end(config):
     trainer = make_trainer(config)
-    trainer.load_state(*training.read_train_state(config.out))
+    trainer.load_state(*read_train_state(config.out))
     trainer.fit()
     return trainer
 
@@ -182,7 +193,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, options, stop_at
             raise KeyboardInterrupt
 
     config = make_config(tmp_path / "cut", **options)
-    with pytest.raises(training.TrainingInterrupted) as caught:
+    with pytest.raises(TrainingInterrupted) as caught:
         run_to_end(config, on_step=interrupt)
     assert isinstance(caught.value, KeyboardInterrupt)
     finished = (tmp_path / "cut/run/metrics.jsonl").read_text().splitlines()
@@ -199,8 +210,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, options, stop_at
 def test_interrupt_on_the_last_step_of_an_epoch_stops_at_its_end(tmp_path):
     config = make_config(tmp_path)
     trainer = make_trainer(config, interrupt_after_steps=6)  # 90 images / 16 = 6 steps
-    training.start_run_dir(trainer.run_dir)
-    with pytest.raises(training.TrainingInterrupted) as caught:
+    start_run_dir(trainer.run_dir)
+    with pytest.raises(TrainingInterrupted) as caught:
         trainer.fit()
     assert (caught.value.epoch, caught.value.step) == (1, 0)
     assert len(trainer.history) == 1
@@ -208,7 +219,7 @@ def test_interrupt_on_the_last_step_of_an_epoch_stops_at_its_end(tmp_path):
 
 def test_resume_with_more_epochs_continues(tmp_path):
     run_to_end(make_config(tmp_path, epochs=1))
-    config = training.configure({"out": str(tmp_path / "run"), "epochs": 2}, resume=True)
+    config = configure({"out": str(tmp_path / "run"), "epochs": 2}, resume=True)
     assert (config.model, config.batch_size, config.epochs) == ("mlp", 16, 2)
     assert len(resume_to_end(config).history) == 2
 
@@ -216,18 +227,18 @@ def test_resume_with_more_epochs_continues(tmp_path):
 def test_resume_refuses_other_options(tmp_path):
     run_to_end(make_config(tmp_path, epochs=1))
     with pytest.raises(CheckpointError, match="--lr 0.5 \\(the run has 0.05\\)"):
-        training.configure({"out": str(tmp_path / "run"), "lr": 0.5}, resume=True)
+        configure({"out": str(tmp_path / "run"), "lr": 0.5}, resume=True)
     with pytest.raises(CheckpointError, match="no such run directory"):
-        training.configure({"out": str(tmp_path / "nothing")}, resume=True)
+        configure({"out": str(tmp_path / "nothing")}, resume=True)
 
 
 def test_resume_refuses_other_data(tmp_path):
     config = make_config(tmp_path, epochs=1)
     run_to_end(config)
     other = synthetic_dataset(seed=1)
-    trainer = training.Trainer(config, other, other)
+    trainer = Trainer(config, other, other)
     with pytest.raises(CheckpointError, match="training images differ"):
-        trainer.load_state(*training.read_train_state(config.out))
+        trainer.load_state(*read_train_state(config.out))
 
 
 # ----- features -------------------------------------------------------------------------------
@@ -246,18 +257,18 @@ def test_features_are_fitted_on_the_training_split_and_predict_repeats_them(tmp_
     image = train_set.images[40]
     png = tmp_path / "image.png"
     Image.fromarray(image[0]).save(png)
-    predicted = training.predict(trainer.run_dir, [png])[0]["predictions"]
+    predicted = predict(trainer.run_dir, [png])[0]["predictions"]
     with no_grad():
         expected = F.softmax(trainer.model(Tensor(alone.transform(image[None]))), dim=1).data[0]
     assert [item["probability"] for item in predicted] == sorted(expected.tolist(), reverse=True)
-    model, metadata = training.load_trained_model(trainer.run_dir / "last")
+    model, metadata = load_trained_model(trainer.run_dir / "last")
     assert metadata["preprocessing"]["features"]["names"] == ["hog", "color"]
 
 
 def test_resume_refuses_other_features(tmp_path):
     run_to_end(make_config(tmp_path, model="linear", features=["hog"], epochs=1))
     with pytest.raises(CheckpointError, match="--features"):
-        training.configure({"out": str(tmp_path / "run"), "features": ["color"]}, resume=True)
+        configure({"out": str(tmp_path / "run"), "features": ["color"]}, resume=True)
 
 
 def test_resume_takes_options_in_any_form_a_fresh_run_takes(tmp_path):
@@ -265,19 +276,19 @@ def test_resume_takes_options_in_any_form_a_fresh_run_takes(tmp_path):
     run_to_end(make_config(tmp_path, model="linear", features=["hog", "color"], epochs=1))
     out = str(tmp_path / "run")
     for features in ("hog,color", " hog , color", ["hog", "color"]):
-        config = training.configure({"out": out, "features": features, "epochs": 2}, resume=True)
+        config = configure({"out": out, "features": features, "epochs": 2}, resume=True)
         assert config.features == ["hog", "color"] and config.epochs == 2
     with pytest.raises(CheckpointError, match="--features color,hog"):
-        training.configure({"out": out, "features": "color,hog"}, resume=True)
+        configure({"out": out, "features": "color,hog"}, resume=True)
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
     config = make_config(tmp_path, model="mlp", optimizer="sgd", lr=1e10, epochs=3)
     trainer = make_trainer(config)
-    training.start_run_dir(trainer.run_dir)
+    start_run_dir(trainer.run_dir)
     trainer.save_state()
     before = weights(trainer.run_dir, "last")
-    with pytest.raises(training.TrainingDiverged, match=r"epoch \d+, step \d+ of 6.*--lr"):
+    with pytest.raises(TrainingDiverged, match=r"epoch \d+, step \d+ of 6.*--lr"):
         trainer.fit()
     after, metadata = load_checkpoint(trainer.run_dir / "last")
     assert all(np.isfinite(value).all() for value in after.values())
@@ -301,10 +312,10 @@ def test_cnn_on_5000_fashion_mnist_images_beats_75_percent(tmp_path):
 
     Needs Debian's dataset-fashion-mnist, which scripts/setup.sh installs; never skipped.
     """
-    config = training.TrainConfig(model="cnn", epochs=1, limit_train=5000, val_size=1000,
+    config = TrainConfig(model="cnn", epochs=1, limit_train=5000, val_size=1000,
                                   batch_size=32, data_dir=str(FASHION_MNIST),
                                   out=str(tmp_path / "run")).resolve()
-    summary = training.train(config)
+    summary = train(config)
     assert summary["test_accuracy"] > 0.75, summary
     assert (tmp_path / "run/model.safetensors").exists()
     assert {p.name for p in (tmp_path / "run").glob("*.png")} == {"curves.png", "confusion.png"}
@@ -314,7 +325,7 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path):
     """A KeyboardInterrupt in the middle of a step (as a second Ctrl-C raises) leaves the last
     whole checkpoint on disk and says so."""
     trainer = make_trainer(make_config(tmp_path))
-    training.start_run_dir(trainer.run_dir)
+    start_run_dir(trainer.run_dir)
     trainer.save_state()
     loss, calls = trainer.loss, []
 
@@ -325,7 +336,7 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path):
         return loss(*args, **kwargs)
 
     trainer.loss = interrupted_loss
-    with pytest.raises(training.TrainingInterrupted, match="without saving.*after epoch 0"):
+    with pytest.raises(TrainingInterrupted, match="without saving.*after epoch 0"):
         trainer.fit()
     _, state = load_checkpoint(trainer.run_dir / "last")
     assert state["epoch"] == 0 and state["loader"]["position"] == 0

@@ -9,7 +9,6 @@ its seed through `derived_seed`.
 """
 
 import dataclasses
-import math
 import os
 import tomllib
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cnnlab.checks import check_choice, check_number
 from cnnlab.errors import CheckpointError
 from cnnlab.features import FEATURES
-from cnnlab.rundir import read_train_state
+from cnnlab.training.rundir import holds_run, read_train_state
 
 
 class ModelDefaults(NamedTuple):
@@ -120,7 +120,7 @@ class TrainConfig:
 
     def resolve(self) -> "TrainConfig":
         """A copy with every None that has a default filled in, validated."""
-        _check_choice("--model", self.model, MODEL_DEFAULTS)
+        check_choice("--model", self.model, MODEL_DEFAULTS)
         filled = {name: getattr(self.defaults, name) for name in ModelDefaults._fields
                   if name in FIELDS and getattr(self, name) is None}
         config = dataclasses.replace(self, **filled)
@@ -136,29 +136,29 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the flag of the first bad value."""
-        _check_choice("--model", self.model, MODEL_DEFAULTS)
+        check_choice("--model", self.model, MODEL_DEFAULTS)
         if not isinstance(self.dataset, str) or not (
             self.dataset in VAL_SIZE or self.dataset.startswith("folder:")
         ):
             raise ValueError(f"--dataset must be one of {', '.join(VAL_SIZE)} or folder:PATH, "
                              f"got {self.dataset!r}")
-        _check_number("--epochs", self.epochs, integer=True, minimum=1)
-        _check_number("--batch-size", self.batch_size, integer=True, minimum=1)
-        _check_choice("--optimizer", self.optimizer, OPTIMIZERS)
-        _check_number("--lr", self.lr, positive=True)
-        _check_number("--momentum", self.momentum, minimum=0)
-        _check_number("--weight-decay", self.weight_decay, minimum=0)
-        _check_choice("--schedule", self.schedule, SCHEDULES)
-        _check_number("--seed", self.seed, integer=True, minimum=0)
+        check_number("--epochs", self.epochs, integer=True, minimum=1)
+        check_number("--batch-size", self.batch_size, integer=True, minimum=1)
+        check_choice("--optimizer", self.optimizer, OPTIMIZERS)
+        check_number("--lr", self.lr, positive=True)
+        check_number("--momentum", self.momentum, minimum=0)
+        check_number("--weight-decay", self.weight_decay, minimum=0)
+        check_choice("--schedule", self.schedule, SCHEDULES)
+        check_number("--seed", self.seed, integer=True, minimum=0)
         if isinstance(self.val_size, float) and not 0 < self.val_size < 1:
             raise ValueError(f"--val-size as a fraction must lie between 0 and 1, "
                              f"got {self.val_size}")
         if not isinstance(self.val_size, float):
-            _check_number("--val-size", self.val_size, integer=True, minimum=1)
-        _check_number("--limit-train", self.limit_train, integer=True, minimum=1, optional=True)
-        _check_number("--patience", self.patience, integer=True, minimum=1, optional=True)
-        _check_number("--margin", self.margin, positive=True)
-        _check_number("--channels", self.channels, integer=True, minimum=1, optional=True)
+            check_number("--val-size", self.val_size, integer=True, minimum=1)
+        check_number("--limit-train", self.limit_train, integer=True, minimum=1, optional=True)
+        check_number("--patience", self.patience, integer=True, minimum=1, optional=True)
+        check_number("--margin", self.margin, positive=True)
+        check_number("--channels", self.channels, integer=True, minimum=1, optional=True)
         if self.channels is not None and self.channels not in (1, 3):
             raise ValueError(f"--channels must be 1 or 3, got {self.channels}")
         if self.image_size is not None and (
@@ -197,24 +197,6 @@ class TrainConfig:
 
 
 FIELDS = {field.name for field in dataclasses.fields(TrainConfig)}
-
-
-def _check_choice(flag, value, choices):
-    if value not in choices:
-        raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_number(flag, value, integer=False, minimum=None, positive=False, optional=False):
-    if value is None and optional:
-        return
-    kind = "an integer" if integer else "a number"
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or (integer and not isinstance(value, int)) or not math.isfinite(value):
-        raise ValueError(f"{flag} must be {kind}, got {value!r}")
-    if positive and not value > 0:
-        raise ValueError(f"{flag} must be positive, got {value}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{flag} must be at least {minimum}, got {value}")
 
 
 def dataset_name(spec: str) -> str:
@@ -296,7 +278,7 @@ def free_run_dir(out) -> Path:
     """`out` if it holds no run, else the first of out-2, out-3, ... that holds none."""
     out = Path(out)
     candidate, number = out, 1
-    while (candidate / "last.json").exists():
+    while holds_run(candidate):
         number += 1
         candidate = out.with_name(f"{out.name}-{number}")
     return candidate

@@ -4,85 +4,46 @@
     result = evaluate_run("runs/cnn-fashion-mnist", split="test")
     ranked = predict("runs/cnn-fashion-mnist", ["shoe.png"], top_k=3)
 
-New images are prepared exactly as the training images were (see cnnlab.inputs): resized and
-converted to the model's size and channels, then normalised pixels or standardised features
-with the statistics saved beside the weights.
+New images are prepared exactly as the training images were (see cnnlab.training.inputs):
+resized and converted to the model's size and channels, then normalised pixels or
+standardised features with the statistics saved beside the weights.
 """
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
-from cnnlab import viz
+from cnnlab.analysis import plots
 from cnnlab.checkpoint import load_checkpoint, model_from_arrays
-from cnnlab.config import EVAL_BATCH_SIZE, dataset_name, derived_seed
-from cnnlab.data import DataLoader, load_dataset, load_image, train_val_split
+from cnnlab.checks import check_number
+from cnnlab.data import load_dataset, load_image, train_val_split
 from cnnlab.errors import CheckpointError
-from cnnlab.inputs import inputs_from_checkpoint
 from cnnlab.models import MODELS
 from cnnlab.nn import functional as F
-from cnnlab.rundir import MODEL_FORMAT, STATE_FORMAT, read_metrics
 from cnnlab.tensor import Tensor, no_grad
-
-
-# ----- loss and accuracy --------------------------------------------------------------------
-def loss_function(name: str, margin: float = 1.0):
-    """loss(scores (N, K) Tensor, labels (N,), reduction) -> Tensor, by name."""
-    if name == "hinge":
-        return lambda scores, labels, reduction="mean": F.multiclass_hinge_loss(
-            scores, labels, margin=margin, reduction=reduction)
-    return lambda scores, labels, reduction="mean": F.cross_entropy(scores, labels, reduction)
-
-
-def evaluate(model, loader: DataLoader, loss, classes, progress=False, description="eval"):
-    """Loss and accuracy of `model` on every batch of `loader` (in order, no augmentation).
-
-    Returns:
-        dict with loss (mean per image), accuracy, per_class_accuracy (class name -> accuracy,
-        None for a class with no images), confusion_matrix (K x K lists, rows true classes,
-        columns predictions) and count.
-    """
-    count = len(classes)
-    confusion = np.zeros((count, count), dtype=np.int64)
-    loss_sum, was_training = 0.0, model.training
-    model.eval()
-    try:
-        with no_grad():
-            for index in tqdm(range(len(loader)), desc=description, leave=False,
-                              disable=not progress):
-                x, y = loader.batch(0, index)
-                scores = model(Tensor(x))
-                loss_sum += float(loss(scores, y, reduction="sum").data)
-                np.add.at(confusion, (y, scores.data.argmax(axis=1)), 1)
-    finally:
-        model.train(was_training)
-    return metrics_from_confusion(confusion, loss_sum, classes)
-
-
-def metrics_from_confusion(confusion: np.ndarray, loss_sum: float, classes) -> dict:
-    """`evaluate`'s dict from a confusion matrix (K, K) and the summed loss."""
-    total = int(confusion.sum())
-    support = confusion.sum(axis=1)
-    per_class = {
-        name: (float(confusion[k, k] / support[k]) if support[k] else None)
-        for k, name in enumerate(classes)
-    }
-    return {
-        "loss": loss_sum / max(total, 1),
-        "accuracy": float(np.trace(confusion) / max(total, 1)),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": confusion.tolist(),
-        "count": total,
-    }
+from cnnlab.training.config import EVAL_BATCH_SIZE, dataset_name, derived_seed
+from cnnlab.training.evaluation import evaluate, loss_function
+from cnnlab.training.inputs import inputs_from_checkpoint
+from cnnlab.training.rundir import (
+    MODEL,
+    MODEL_FORMAT,
+    STATE_FORMAT,
+    best_path,
+    holds_run,
+    is_finished,
+    model_path,
+    plot_paths,
+    read_metrics,
+    read_run_metadata,
+    state_path,
+)
 
 
 # ----- trained models -----------------------------------------------------------------------
 class Trained(NamedTuple):
     """A trained model with what it needs to see images: `inputs` (PixelInputs or
-    FeatureInputs, see cnnlab.inputs) prepares them as in training."""
+    FeatureInputs, see cnnlab.training.inputs) prepares them as in training."""
 
     model: object
     metadata: dict
@@ -102,11 +63,11 @@ def load_trained(path) -> Trained:
     if not path.exists() and not path.with_name(path.name + ".safetensors").exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     if path.is_dir():
-        if not (path / "model.json").exists() and (path / "last.json").exists():
-            raise CheckpointError(f"{path}: the run has not finished (no model.json yet); "
-                                  f"resume it with --resume, or use {path / 'best'} or "
-                                  f"{path / 'last'}")
-        path = path / "model"
+        if not is_finished(path) and holds_run(path):
+            raise CheckpointError(f"{path}: the run has not finished (no {MODEL}.json yet); "
+                                  f"resume it with --resume, or use {best_path(path)} or "
+                                  f"{state_path(path)}")
+        path = model_path(path)
     elif path.suffix in (".safetensors", ".json"):
         path = path.with_suffix("")
     arrays, metadata = load_checkpoint(path)
@@ -206,8 +167,7 @@ def predict(path, images, top_k=3) -> list[dict]:
     Raises:
         DatasetError naming a file that is not a readable image; CheckpointError.
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"--top-k must be a positive integer, got {top_k!r}")
+    check_number("--top-k", top_k, integer=True, minimum=1)
     model, metadata, inputs = load_trained(path)
     prep, classes = metadata["preprocessing"], metadata["classes"]
     pixels = np.stack([load_image(image, size=tuple(prep["input_size"]),
@@ -230,31 +190,19 @@ def write_plots(run_dir) -> list[Path]:
     history = read_metrics(run_dir)
     if not history:
         raise ValueError(f"{run_dir}: no finished epoch to plot (metrics.jsonl is empty)")
-    metadata, where = _run_metadata(run_dir)
+    metadata, where = read_run_metadata(run_dir)
     column = {key: [record[key] for record in history] for key in history[0]}
     training = metadata.get("training") or metadata.get("config") or {}
     title = f"{training.get('model', '')} on {dataset_name(training.get('dataset', ''))}"
-    curves = viz.plot_curves(column["epoch"], column["train_loss"], column["val_loss"],
-                             column["train_accuracy"], column["val_accuracy"],
-                             run_dir / "curves.png", title=title)
+    curves_path, confusion_path = plot_paths(run_dir)
+    curves = plots.plot_curves(column["epoch"], column["train_loss"], column["val_loss"],
+                               column["train_accuracy"], column["val_accuracy"], curves_path,
+                               title=title)
     matrix = metadata.get("metrics", {}).get("test_confusion_matrix")
     caption = f"test set, {where}" if matrix is not None else "validation set"
     if matrix is None:
         matrix = history[-1]["val_confusion_matrix"]
         caption += f", epoch {history[-1]['epoch']}"
-    confusion = viz.plot_confusion_matrix(matrix, metadata["classes"],
-                                          run_dir / "confusion.png",
-                                          title=f"confusion matrix ({caption})")
+    confusion = plots.plot_confusion_matrix(matrix, metadata["classes"], confusion_path,
+                                            title=f"confusion matrix ({caption})")
     return [curves, confusion]
-
-
-def _run_metadata(run_dir: Path) -> tuple[dict, str]:
-    """The JSON metadata of RUN_DIR's final model, or else of its training state."""
-    for stem in ("model", "last"):
-        path = run_dir / f"{stem}.json"
-        if path.exists():
-            try:
-                return json.loads(path.read_text()), f"{stem} weights"
-            except (OSError, json.JSONDecodeError, AttributeError) as error:
-                raise CheckpointError(f"{path}: cannot read: {error}") from error
-    raise CheckpointError(f"{run_dir}: not a run directory (no model.json or last.json)")

@@ -1,27 +1,25 @@
 """Pictures of a run: the only module that touches Matplotlib.
 
 Every function is pure at its edges: arrays (or lists of numbers) in, one PNG file out, written
-atomically (a temporary file, then a rename). Figures are built with Matplotlib's object API
+atomically (cnnlab.files.atomic_writer). Figures are built with Matplotlib's object API
 on the Agg canvas, so no window, display or global pyplot state is ever involved.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cnnlab.files import atomic_writer
+
 
 def _save(figure: Figure, path) -> Path:
     """Render `figure` to PNG at `path` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
     FigureCanvasAgg(figure)
-    figure.savefig(temporary, format="png", dpi=100)
-    os.replace(temporary, path)
-    return path
+    with atomic_writer(path) as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    return Path(path)
 
 
 def plot_curves(epochs, train_loss, val_loss, train_accuracy, val_accuracy, path,
@@ -110,7 +108,7 @@ def save_image_grid(images, path, titles=None, columns=None, title=None, cmap="g
 
     Args:
         images: (N, H, W) grey or (N, H, W, 3) colour, values in [0, 1] (see
-            cnnlab.pictures: template_images, filter_images, activation_maps).
+            cnnlab.analysis.pictures: template_images, filter_images, activation_maps).
         path: the PNG to write: CELL_INCHES * columns wide and CELL_INCHES * rows +
             TITLE_INCHES high, at 100 pixels an inch.
         titles: N captions (class names, channel numbers). Default: none.
@@ -145,7 +143,7 @@ def save_receptive_field(image, box, path, title=None) -> Path:
     Args:
         image: (H, W) grey or (H, W, 3) colour in [0, 1].
         box: (top, left, bottom, right) inclusive pixel indices (see
-            cnnlab.pictures.receptive_field_overlay).
+            cnnlab.analysis.pictures.receptive_field_overlay).
         path: the PNG to write.
         title: e.g. "conv2: receptive field 10 x 10". Default: none.
     """

@@ -1,39 +1,20 @@
-"""The `cnnlab` command: it parses arguments and calls the library (cnnlab.train); no logic.
-
-Exit status: 0 on success; 2 with a one-line `error: ...` on stderr for bad input of any kind
-(flags, files, data, checkpoints, a diverged run); 130 after Ctrl-C; 1 for an internal error.
-`--debug` shows the Python traceback instead.
-"""
+"""`cnnlab train`, `evaluate`, `predict` and `plot`: parse the flags, call cnnlab.training."""
 
 import argparse
-import json
 import sys
-import warnings
 
-from cnnlab import __version__, cli_lab
-from cnnlab import train as training
-
-DESCRIPTION = """\
-cnnlab: image classification with convolutional networks, on NumPy.
-
-  cnnlab train                      train the default CNN on Fashion-MNIST, report test accuracy
-  cnnlab evaluate RUN_DIR --json    loss and accuracy of a trained model on a test set
-  cnnlab predict RUN_DIR a.png      the most likely classes of image files
-  cnnlab plot RUN_DIR               (re)draw a run's loss/accuracy curves and confusion matrix
-  cnnlab summary                    per-layer shapes, parameters and receptive fields
-  cnnlab viz RUN_DIR                pictures of a trained model: templates, filters, activations
-  cnnlab compare                    pixels, hand-made features, MLP and CNN side by side
-
-Run `cnnlab COMMAND --help` for a command's options."""
-
-
-class UsageError(Exception):
-    """A command-line usage error (argparse's), reported as one line."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+from cnnlab.cli.common import add_command, add_output_options, emit_json, stderr
+from cnnlab.training.config import (
+    FEATURE_NAMES,
+    FIELDS,
+    MODEL_DEFAULTS,
+    OPTIMIZERS,
+    SCHEDULES,
+    configure,
+)
+from cnnlab.training.run import train
+from cnnlab.training.rundir import metrics_path
+from cnnlab.training.trained import evaluate_run, predict, write_plots
 
 
 def _count_or_fraction(text):
@@ -70,7 +51,7 @@ def _feature_names(text):
 def _defaults_table():
     lines = ["per-model defaults (each overridable by its flag):",
              "  model    optimizer  lr      momentum  weight-decay  schedule  epochs  batch-size"]
-    for name, row in training.MODEL_DEFAULTS.items():
+    for name, row in MODEL_DEFAULTS.items():
         lines.append(f"  {name:<8} {row.optimizer:<10} {row.lr:<7g} {row.momentum:<9g} "
                      f"{row.weight_decay:<13g} {row.schedule:<9} {row.epochs:<7} {row.batch_size}")
     return "\n".join(lines)
@@ -101,14 +82,6 @@ examples:
   cnnlab train --out runs/bn --resume --epochs 30"""
 
 
-def _add_common(parser, json_help):
-    parser.add_argument("--json", action="store_true", help=json_help)
-    parser.add_argument("--quiet", "-q", action="store_true",
-                        help="no progress bars or log lines, only the result")
-    parser.add_argument("--debug", action="store_true",
-                        help="show Python tracebacks on errors")
-
-
 def _add_data_source(parser):
     parser.add_argument("--data-dir", metavar="DIR",
                         help="the only place to look for the dataset (DIR or DIR/<name>)")
@@ -117,13 +90,11 @@ def _add_data_source(parser):
 
 
 def _add_train(commands):
-    parser = commands.add_parser(
-        "train", help="train a model and write a run directory",
-        description="Train a classifier; write its weights, metrics, plots and resumable state\n"
-                    "to RUN_DIR; print the test accuracy.",
-        epilog=TRAIN_EPILOG.format(table=_defaults_table(),
-                                   features=", ".join(training.FEATURE_NAMES)),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = add_command(
+        commands, "train", "train a model and write a run directory",
+        "Train a classifier; write its weights, metrics, plots and resumable state\n"
+        "to RUN_DIR; print the test accuracy.",
+        TRAIN_EPILOG.format(table=_defaults_table(), features=", ".join(FEATURE_NAMES)))
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", metavar="SPEC",
                       help="fashion-mnist (default), mnist, cifar10 or folder:PATH")
@@ -138,21 +109,21 @@ def _add_train(commands):
     data.add_argument("--channels", type=int, choices=(1, 3),
                       help="folders: 1 (grey) or 3 (RGB) (default: from the first image)")
     model = parser.add_argument_group("model and optimisation")
-    model.add_argument("--model", choices=list(training.MODEL_DEFAULTS),
+    model.add_argument("--model", choices=list(MODEL_DEFAULTS),
                        help="linear softmax, linear SVM, MLP, CNN (default) or CNN with "
                             "batch normalisation")
     model.add_argument("--features", type=_feature_names, metavar="A,B",
                        help="train linear, svm or mlp on hand-designed features of the images "
-                            f"instead of their pixels: {','.join(training.FEATURE_NAMES)} "
+                            f"instead of their pixels: {','.join(FEATURE_NAMES)} "
                             "(e.g. hog,color)")
     model.add_argument("--epochs", type=int, metavar="N", help="epochs in total")
     model.add_argument("--batch-size", type=int, metavar="B", help="images per step")
-    model.add_argument("--optimizer", choices=training.OPTIMIZERS)
+    model.add_argument("--optimizer", choices=OPTIMIZERS)
     model.add_argument("--lr", type=float, metavar="X", help="learning rate")
     model.add_argument("--momentum", type=float, metavar="X",
                        help="SGD (Nesterov) and RMSprop momentum")
     model.add_argument("--weight-decay", type=float, metavar="X", help="L2 weight decay")
-    model.add_argument("--schedule", choices=training.SCHEDULES,
+    model.add_argument("--schedule", choices=SCHEDULES,
                        help="learning-rate schedule over the epochs")
     model.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="random flips and crops (shifts for mnist) of training images")
@@ -173,7 +144,7 @@ def _add_train(commands):
                           "refused, and the default RUN_DIR becomes <model>-<dataset>-2, -3, ...)")
     run.add_argument("--config", metavar="FILE", help="TOML file of options")
     run.add_argument("--interrupt-after-steps", type=int, help=argparse.SUPPRESS)
-    _add_common(run, "print the result as one JSON object on stdout")
+    add_output_options(run, "print the result as one JSON object on stdout")
     parser.set_defaults(handler=_train)
 
 
@@ -190,7 +161,7 @@ def _add_evaluate(commands):
     _add_data_source(parser)
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="the test set (default) or the run's validation split")
-    _add_common(parser, "print one JSON object (accuracy, loss, per-class accuracy, "
+    add_output_options(parser, "print one JSON object (accuracy, loss, per-class accuracy, "
                         "confusion matrix)")
     parser.set_defaults(handler=_evaluate)
 
@@ -205,7 +176,7 @@ def _add_predict(commands):
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     parser.add_argument("--top-k", type=int, default=3, metavar="K",
                         help="classes to show per image (default: 3)")
-    _add_common(parser, "print one JSON object with the predictions")
+    add_output_options(parser, "print one JSON object with the predictions")
     parser.set_defaults(handler=_predict)
 
 
@@ -214,55 +185,42 @@ def _add_plot(commands):
         "plot", help="draw a run's curves and confusion matrix",
         description="Write RUN_DIR/curves.png and RUN_DIR/confusion.png from the run's files.")
     parser.add_argument("run_dir", metavar="RUN_DIR")
-    _add_common(parser, "print the written paths as JSON")
+    add_output_options(parser, "print the written paths as JSON")
     parser.set_defaults(handler=_plot)
 
 
-def build_parser():
-    parser = Parser(prog="cnnlab", description=DESCRIPTION,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_commands(commands):
+    """Add `train`, `evaluate`, `predict` and `plot` to the `cnnlab` subparsers."""
     for add in (_add_train, _add_evaluate, _add_predict, _add_plot):
         add(commands)
-    cli_lab.add_commands(commands)  # summary, viz, compare
-    return parser
 
 
 # ----- the commands: call the library, print the result -------------------------------------
-def _stderr(line):
-    print(line, file=sys.stderr, flush=True)
-
-
-def _emit_json(value):
-    print(json.dumps(value, indent=2))
-
-
 def _train(args):
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in RUN_DIR, --overwrite replaces it: "
                          "give one of them")
-    options = {name: getattr(args, name, None) for name in training.FIELDS}
-    config = training.configure(options, config_file=args.config, resume=args.resume)
-    summary = training.train(
+    options = {name: getattr(args, name, None) for name in FIELDS}
+    config = configure(options, config_file=args.config, resume=args.resume)
+    summary = train(
         config, resume=args.resume, progress=not args.quiet and sys.stderr.isatty(),
-        log=None if args.quiet else _stderr, interrupt_after_steps=args.interrupt_after_steps,
+        log=None if args.quiet else stderr, interrupt_after_steps=args.interrupt_after_steps,
         overwrite=args.overwrite)
     if args.json:
-        return _emit_json(summary)
+        return emit_json(summary)
     print(f"test accuracy {summary['test_accuracy']:.4f} (loss {summary['test_loss']:.4f}) "
           f"after {summary['epochs']} epochs; best validation accuracy "
           f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}")
     print(f"run:     {summary['run_dir']}\nmodel:   {summary['model']}\n"
-          f"metrics: {summary['run_dir']}/metrics.jsonl\nplots:   {', '.join(summary['plots'])}")
+          f"metrics: {metrics_path(summary['run_dir'])}\nplots:   {', '.join(summary['plots'])}")
 
 
 def _evaluate(args):
-    result = training.evaluate_run(args.path, dataset=args.dataset, data_dir=args.data_dir,
+    result = evaluate_run(args.path, dataset=args.dataset, data_dir=args.data_dir,
                                    download=bool(args.download), split=args.split,
                                    progress=not args.quiet and sys.stderr.isatty())
     if args.json:
-        return _emit_json(result)
+        return emit_json(result)
     print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  on {result['count']} "
           f"{args.split} images of {result['dataset']}")
     width = max(len(name) for name in result["per_class_accuracy"])
@@ -272,9 +230,9 @@ def _evaluate(args):
 
 
 def _predict(args):
-    results = training.predict(args.path, args.images, top_k=args.top_k)
+    results = predict(args.path, args.images, top_k=args.top_k)
     if args.json:
-        return _emit_json({"predictions": results})
+        return emit_json({"predictions": results})
     for result in results:
         ranked = ", ".join(f"{item['class']} {item['probability']:.3f}"
                            for item in result["predictions"])
@@ -282,60 +240,7 @@ def _predict(args):
 
 
 def _plot(args):
-    paths = [str(path) for path in training.write_plots(args.run_dir)]
+    paths = [str(path) for path in write_plots(args.run_dir)]
     if args.json:
-        return _emit_json({"plots": paths})
+        return emit_json({"plots": paths})
     print("\n".join(paths))
-
-
-# ----- entry point ----------------------------------------------------------------------------
-def _one_line(error):
-    if isinstance(error, OSError) and error.strerror:
-        text = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
-    else:
-        text = str(error) or type(error).__name__
-    return " ".join(text.split())
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    _stderr(f"warning: {_one_line(message)}")
-
-
-def main(argv=None):
-    """Run the command line; returns the exit status (the console script exits with it)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            args = build_parser().parse_args(argv)
-            if args.command is None:
-                raise UsageError("give a command: train, evaluate, predict, plot, summary, viz "
-                                 "or compare (cnnlab --help lists them)")
-            args.handler(args)
-        return 0
-    except UsageError as error:
-        _stderr(f"error: {_one_line(error)}")
-        return 2
-    except training.TrainingInterrupted as error:
-        _stderr(f"{_one_line(error)}; continue with: cnnlab train --out "
-                f"{error.checkpoint.parent} --resume")
-        return 130
-    except KeyboardInterrupt:
-        _stderr("interrupted")
-        return 130
-    except (ValueError, OSError) as error:  # DatasetError and CheckpointError are ValueErrors
-        if debug:
-            raise
-        _stderr(f"error: {_one_line(error)}")
-        return 2
-    except Exception as error:
-        if debug:
-            raise
-        _stderr(f"error: internal error: {type(error).__name__}: {_one_line(error)} "
-                "(run with --debug for the traceback)")
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

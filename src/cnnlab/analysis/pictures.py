@@ -1,21 +1,17 @@
-"""The array side of the pictures: what to draw, as arrays in [0, 1]; `cnnlab.viz` draws it.
+"""The array side of the pictures: what to draw, as arrays in [0, 1]; `plots` draws it.
 
-The functions here are pure (arrays in, arrays out) and know nothing of Matplotlib: weights
-rescaled per filter, linear-classifier templates, activation maps computed by running a model
-layer by layer, and the receptive-field box of one output. `save_model_pictures` at the end
-hands them to `cnnlab.viz`, one PNG each, for `cnnlab viz RUN_DIR`.
+The functions here are pure (arrays in, arrays out) and know nothing of Matplotlib or files:
+weights rescaled per filter, linear-classifier templates, activation maps computed by running
+a model layer by layer, and the receptive-field box of one output. `model_pictures` hands them
+to `plots`, one PNG each, for `cnnlab viz RUN_DIR`.
 
 Display images are (H, W) for grey or (H, W, 3) for colour, floats in [0, 1].
 """
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 
-from cnnlab import viz
-from cnnlab.analysis import layer_kind, layer_outputs, layers, receptive_field_box, summary
-from cnnlab.data import load_dataset, load_image
+from cnnlab.analysis.equivariance import layer_outputs
+from cnnlab.analysis.summary import layer_kind, layers, receptive_field_box, summary
 
 
 def unit_scale(array, axes=None):
@@ -177,128 +173,10 @@ def receptive_field_overlay(model, image_shape, layer=None, position=None):
     return record, receptive_field_box(record, position, image_hw=tuple(image_shape[-2:]))
 
 
-# ----- the pictures of a trained model --------------------------------------------------------
+# ----- a trained model's input ---------------------------------------------------------------
 def model_input(pixels, mean, std):
     """One image (C, H, W) uint8 -> the model's input (C, H, W) float32, (pixel / 255 - mean)
     / std per channel, as training's loader computes it."""
     mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
     std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
     return (np.asarray(pixels, dtype=np.float32) / 255 - mean) / std
-
-
-def example_image(metadata, image_path=None, index=0, data_dir=None):
-    """The image to show the model: an image file, or test image `index` of the run's dataset.
-
-    Args:
-        metadata: a trained model's metadata (preprocessing, dataset, training).
-        image_path: any image file Pillow reads, resized and converted as for prediction.
-        index: which test image when no file is given. Default: 0.
-        data_dir: where the dataset is. Default: the run's own --data-dir.
-
-    Returns:
-        (C, H, W) uint8 of the model's input size.
-
-    Raises:
-        DatasetError when the file or the dataset cannot be read.
-    """
-    prep = metadata["preprocessing"]
-    size, channels = tuple(prep["input_size"]), prep["channels"]
-    if image_path is not None:
-        return load_image(image_path, size=size, channels=channels)
-    spec = metadata["dataset"]
-    folder = spec.startswith("folder:")
-    data_dir = data_dir if data_dir is not None else metadata.get("training", {}).get("data_dir")
-    _, test = load_dataset(
-        spec,
-        data_dir=data_dir,
-        image_size=size if folder else None,
-        channels=channels if folder else None,
-    )
-    if not 0 <= index < len(test):
-        raise ValueError(f"--index must lie in 0..{len(test) - 1}, got {index}")
-    return test.images[index]
-
-
-def save_model_pictures(model, metadata, out_dir, image=None, layer=None):
-    """Every picture of a trained model that applies to it, as PNG files in out_dir.
-
-    templates.png       a linear classifier's rows of W as images, one per class
-    filters.png         the first convolution's filters, each rescaled on its own
-    activations_<layer>.png   each convolution's output maps for `image`, one per channel
-    receptive_field.png       `image` with the box one output of `layer` sees
-
-    Args:
-        model: a trained Module; metadata: its metadata (classes, preprocessing).
-        out_dir: the folder to write to.
-        image: (C, H, W) uint8 input image (see `example_image`); Default: no activation maps
-            and no receptive field.
-        layer: the layer for the receptive field, a name from `summary`. Default: the last
-            spatial layer.
-
-    Returns:
-        list of the written paths.
-    """
-    out_dir = Path(out_dir)
-    prep, classes = metadata["preprocessing"], metadata["classes"]
-    image_shape = (prep["channels"], *prep["input_size"])
-    paths = []
-    weight = linear_template_weight(model, image_shape)
-    if weight is not None:
-        paths.append(
-            viz.save_image_grid(
-                template_images(weight, image_shape),
-                out_dir / "templates.png",
-                titles=classes,
-                columns=5,
-                title="linear classifier templates (rows of W, rescaled per class)",
-            )
-        )
-    weight = first_conv_weight(model)
-    if weight is not None:
-        columns = None if weight.shape[1] in (1, 3) else weight.shape[1]
-        paths.append(
-            viz.save_image_grid(
-                filter_images(weight),
-                out_dir / "filters.png",
-                columns=columns,
-                title=f"first convolution: {weight.shape[0]} filters of {weight.shape[2]} x "
-                f"{weight.shape[3]}, rescaled per filter",
-            )
-        )
-    if image is None:
-        return paths
-    for name, maps in activation_maps(model, model_input(image, prep["mean"], prep["std"])):
-        paths.append(
-            viz.save_image_grid(
-                maps,
-                out_dir / f"activations_{name}.png",
-                cmap="viridis",
-                title=f"{name}: {len(maps)} activation maps of {maps.shape[1]} x {maps.shape[2]}",
-            )
-        )
-    if any(record.spatial for record in summary(model, image_shape)) or layer is not None:
-        record, box = receptive_field_overlay(model, image_shape, layer)
-        height, width = record.receptive_field
-        paths.append(
-            viz.save_receptive_field(
-                display_image(image),
-                box,
-                out_dir / "receptive_field.png",
-                title=f"{record.name}: receptive field {height} x {width}, jump "
-                f"{record.jump[0]} x {record.jump[1]}",
-            )
-        )
-    return paths
-
-
-def copy_into(paths, out_dir):
-    """Copy files into out_dir (unless they are there already); returns the paths in out_dir."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for path in map(Path, paths):
-        target = out_dir / path.name
-        if not target.exists() or not target.samefile(path):
-            shutil.copyfile(path, target)
-        copies.append(target)
-    return copies

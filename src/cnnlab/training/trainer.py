@@ -1,24 +1,15 @@
-"""Training you can run and trust: the Trainer, its loop, resume, and `train`, a whole run.
+"""The Trainer: epochs of optimiser steps, validation, checkpoints, early stop, Ctrl-C, resume.
 
-    summary = train(TrainConfig(model="cnn", epochs=10).resolve())
-
-A run lives in one directory, RUN_DIR (see cnnlab.rundir for its files). The configuration is
-cnnlab.config's TrainConfig; how images become the model's input (normalised pixels, or
-hand-designed features with --features) is cnnlab.inputs; using a finished run (evaluate,
-predict, plots) is cnnlab.runs. This module re-exports their public names, so
-`from cnnlab.train import ...` reaches everything about training.
+    trainer = Trainer(config, train_set, val_set)
+    history = trainer.fit()
 
 Reproducibility: every random choice comes from `config.seed`. The validation split, the
 weight initialisation, dropout (cnnlab's default generator, reseeded) and the loader's
 per-epoch order and augmentation each use their own seed derived from it. The dropout
 generator's state and the loader's position are checkpointed, so a run interrupted (at an epoch
 boundary or in the middle of one) and resumed ends with the same weights, bit for bit, as one
-left alone.
-
-Data: the validation set is a seeded random `val_size` images of the training set; then
-`limit_train` keeps the first N of the remaining training images (for quick runs). The test set
-is the dataset's own, used once at the end. Input statistics (channel mean and std, or the
-features' per-dimension mean and std) come from the training images alone.
+left alone. Input statistics (channel mean and std, or the features' per-dimension mean and
+std) come from the training images alone.
 """
 
 import contextlib
@@ -34,69 +25,25 @@ from tqdm import tqdm
 
 from cnnlab import rng
 from cnnlab.checkpoint import flatten_state, save_checkpoint, save_model, unflatten_state
-from cnnlab.config import (
-    EVAL_BATCH_SIZE,
-    FEATURE_MODELS,
-    FEATURE_NAMES,
-    FIELDS,
-    FINGERPRINT,
-    MODEL_DEFAULTS,
-    OPTIMIZERS,
-    SCHEDULES,
-    ModelDefaults,
-    TrainConfig,
-    configure,
-    dataset_name,
-    derived_seed,
-    read_config_file,
-)
-from cnnlab.data import (
-    Compose,
-    RandomCrop,
-    RandomHorizontalFlip,
-    RandomTranslate,
-    load_dataset,
-    train_val_split,
-)
 from cnnlab.errors import CheckpointError
-from cnnlab.inputs import fit_inputs
 from cnnlab.models import MODELS, build_model
-from cnnlab.optim import SGD, Adam, AdamW, RMSprop, lr_scheduler
-from cnnlab.rundir import (
+from cnnlab.tensor import Tensor
+from cnnlab.training.config import EVAL_BATCH_SIZE, TrainConfig, derived_seed
+from cnnlab.training.evaluation import evaluate, loss_function
+from cnnlab.training.inputs import fit_inputs
+from cnnlab.training.recipes import (
+    augmentation,
+    make_optimizer,
+    make_scheduler,
+    retarget_schedule,
+)
+from cnnlab.training.rundir import (
     MODEL_FORMAT,
     STATE_FORMAT,
-    read_metrics,
-    read_train_state,
-    start_run_dir,
+    best_path,
+    state_path,
     write_metrics,
 )
-from cnnlab.runs import (
-    evaluate,
-    evaluate_run,
-    load_trained,
-    load_trained_model,
-    loss_function,
-    metrics_from_confusion,
-    predict,
-    write_plots,
-)
-from cnnlab.tensor import Tensor
-
-__all__ = [
-    # defined here
-    "Trainer", "TrainingDiverged", "TrainingInterrupted", "augmentation", "format_epoch",
-    "make_optimizer", "make_scheduler", "prepare_data", "train",
-    # cnnlab.config
-    "EVAL_BATCH_SIZE", "FEATURE_MODELS", "FEATURE_NAMES", "FIELDS", "FINGERPRINT",
-    "MODEL_DEFAULTS", "OPTIMIZERS", "SCHEDULES", "ModelDefaults", "TrainConfig", "configure",
-    "dataset_name", "derived_seed", "read_config_file",
-    # cnnlab.rundir
-    "MODEL_FORMAT", "STATE_FORMAT", "read_metrics", "read_train_state", "start_run_dir",
-    "write_metrics",
-    # cnnlab.runs
-    "evaluate", "evaluate_run", "load_trained", "load_trained_model", "loss_function",
-    "metrics_from_confusion", "predict", "write_plots",
-]  # fmt: skip
 
 
 class TrainingDiverged(ValueError):
@@ -116,57 +63,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
 
 
-# ----- data and the pieces of a run ---------------------------------------------------------
-def prepare_data(config: TrainConfig):
-    """(train, val, test) ImageDatasets for a resolved config; see the module docstring."""
-    image_size = tuple(config.image_size) if config.image_size else None
-    full, test = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
-                              image_size=image_size, channels=config.channels)
-    try:
-        train, val = train_val_split(full, config.val_size, derived_seed(config.seed, "split"))
-    except ValueError as error:
-        raise ValueError(f"--val-size {config.val_size}: {error}") from error
-    if config.limit_train is not None and config.limit_train < len(train):
-        train = train.subset(np.arange(config.limit_train))
-    return train, val, test
-
-
-def augmentation(dataset: str, image_shape):
-    """The training augmentation for a dataset: random shifts for digits (a flipped digit is
-    another shape), flips and padded crops (2 pixels at 28, 4 at 32) for clothes and objects."""
-    height = image_shape[1]
-    if dataset == "mnist":
-        return RandomTranslate(2)
-    return Compose([RandomHorizontalFlip(), RandomCrop(padding=2 if height < 32 else height // 8)])
-
-
-def make_optimizer(config: TrainConfig, parameters):
-    """The optimiser named by `config.optimizer`; SGD uses Nesterov momentum when momentum > 0,
-    Adam and AdamW ignore `momentum` (their betas are PyTorch's defaults)."""
-    parameters = list(parameters)
-    if config.optimizer == "sgd":
-        return SGD(parameters, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-                   weight_decay=config.weight_decay)
-    if config.optimizer == "rmsprop":
-        return RMSprop(parameters, lr=config.lr, momentum=config.momentum,
-                       weight_decay=config.weight_decay)
-    optimizer = Adam if config.optimizer == "adam" else AdamW
-    return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def make_scheduler(config: TrainConfig, optimizer):
-    """The learning-rate schedule, stepped once per epoch: cosine to zero over the run, a tenth
-    every third of the run, linear down to 1%, or constant."""
-    if config.schedule == "cosine":
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.schedule == "step":
-        return lr_scheduler.StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
-    end = 0.01 if config.schedule == "linear" else 1.0
-    return lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=end,
-                                 total_iters=config.epochs)
-
-
-# ----- the trainer --------------------------------------------------------------------------
 def _fresh_partial() -> dict:
     """Running sums of the epoch in progress (checkpointed, so a resumed epoch reports the same
     loss and accuracy as an uninterrupted one)."""
@@ -192,7 +88,7 @@ class Trainer:
     Args:
         config: a resolved TrainConfig.
         train_set, val_set: ImageDatasets of the same image shape and classes. With
-            `config.features`, their features are computed here, once (see cnnlab.inputs).
+            `config.features`, their features are computed here, once (see cnnlab.training.inputs).
         run_dir: where the run's files go. Default: config.out.
         progress: show a tqdm progress bar on stderr. Default: False.
         log: callable(str) receiving one line per epoch. Default: silent.
@@ -249,7 +145,7 @@ class Trainer:
             except TrainingInterrupted:
                 raise
             except KeyboardInterrupt:  # a second Ctrl-C: the state on disk is the last epoch's
-                path = self.run_dir / "last"
+                path = state_path(self.run_dir)
                 raise TrainingInterrupted(
                     f"interrupted without saving; {path} holds the state after epoch "
                     f"{self.epoch}", path, self.epoch, 0) from None
@@ -287,7 +183,7 @@ class Trainer:
         self.epoch, self.partial = epoch + 1, _fresh_partial()
         if improved:
             self.best = {"epoch": epoch + 1, "val_accuracy": val["accuracy"]}
-            self.save_model(self.run_dir / "best")
+            self.save_model(best_path(self.run_dir))
         patience = self.config.patience
         if patience is not None and self.epoch - self.best["epoch"] >= patience:
             self.stopped_early = True
@@ -297,7 +193,7 @@ class Trainer:
             self.log(f"early stop: no better validation accuracy for {patience} epochs "
                      f"(best {self.best['val_accuracy']:.4f} at epoch {self.best['epoch']})")
         if self._stop_requested and self.epoch < total and not self.stopped_early:
-            path = self.run_dir / "last"
+            path = state_path(self.run_dir)
             raise TrainingInterrupted(f"interrupted after epoch {self.epoch}; saved {path}",
                                       path, self.epoch, 0)
 
@@ -336,10 +232,11 @@ class Trainer:
         self.steps_taken += 1
 
     def _divergence_message(self, value, epoch, step) -> str:
+        path = state_path(self.run_dir)
         if self.epoch > 0:
-            kept = f"the last good checkpoint, {self.run_dir / 'last'}, is from epoch {self.epoch}"
+            kept = f"the last good checkpoint, {path}, is from epoch {self.epoch}"
         else:
-            kept = f"the checkpoint {self.run_dir / 'last'} holds the initial weights"
+            kept = f"the checkpoint {path} holds the initial weights"
         lr = self.optimizer.param_groups[0]["lr"]
         return (f"training diverged: the loss is {value} at epoch {epoch + 1}, step {step} of "
                 f"{len(self.train_loader)}; {kept}; try a smaller --lr (it is {lr:g})")
@@ -426,7 +323,7 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "partial": self.partial,
         }
-        path = self.run_dir / "last"
+        path = state_path(self.run_dir)
         save_checkpoint(path, arrays, metadata)
         write_metrics(self.run_dir, self.history)
         return path
@@ -450,21 +347,11 @@ class Trainer:
             self.train_loader.load_state_dict(metadata["loader"])
         except (ValueError, KeyError, TypeError) as error:
             raise CheckpointError(f"cannot resume {self.run_dir}: {error}") from error
-        _retarget_schedule(self.scheduler, self.config.epochs)
+        retarget_schedule(self.scheduler, self.config.epochs)
         rng.set_rng_state(metadata["rng"])
         self.epoch, self.history = metadata["epoch"], metadata["history"]
         self.best, self.stopped_early = metadata["best"], metadata["stopped_early"]
         self.partial = metadata["partial"]
-
-
-def _retarget_schedule(scheduler, epochs: int) -> None:
-    """Stretch a restored schedule to a new total of epochs (resuming with a larger --epochs)."""
-    if hasattr(scheduler, "T_max"):
-        scheduler.T_max = epochs
-    elif hasattr(scheduler, "total_iters"):
-        scheduler.total_iters = epochs
-    elif hasattr(scheduler, "step_size"):
-        scheduler.step_size = max(1, epochs // 3)
 
 
 def format_epoch(record: dict, total: int) -> str:
@@ -474,62 +361,3 @@ def format_epoch(record: dict, total: int) -> str:
             f"acc {record['val_accuracy']:.4f}  lr {record['lr']:.3g}  "
             f"{record['images_per_second']:.0f} img/s  {record['seconds']:.1f}s"
             + ("  *" if record["best"] else ""))
-
-
-def train(config: TrainConfig, resume=False, progress=False, log=None,
-          interrupt_after_steps=None, overwrite=False) -> dict:
-    """Run `config` from start to finish (or continue RUN_DIR's run with `resume`): train,
-    evaluate the final model on the test set, save it to RUN_DIR/model.* and draw the plots.
-
-    A RUN_DIR that already holds a run is continued with `resume`, replaced with `overwrite`,
-    and otherwise refused (ValueError), so no run is lost by accident.
-
-    Returns:
-        a summary: run_dir, model (path), epochs, best_epoch, best_val_accuracy,
-        val_accuracy, test_accuracy, test_loss, stopped_early, plots, seconds.
-
-    Raises:
-        TrainingInterrupted (Ctrl-C, checkpoint saved), TrainingDiverged, DatasetError,
-        CheckpointError, ValueError.
-    """
-    log = log or (lambda line: None)
-    run_dir = Path(config.out)
-    if not resume and not overwrite and (run_dir / "last.json").exists():
-        raise ValueError(f"--out {run_dir} already holds a run: --resume continues it, "
-                         f"--overwrite replaces it, another --out keeps both")
-    train_set, val_set, test_set = prepare_data(config)
-    log(f"{config.dataset}: {len(train_set)} training, {len(val_set)} validation, "
-        f"{len(test_set)} test images of shape {train_set.image_shape}")
-    started = time.perf_counter()  # feature extraction counts as training time
-    trainer = Trainer(config, train_set, val_set, progress=progress, log=log,
-                      interrupt_after_steps=interrupt_after_steps)
-    if resume:
-        trainer.load_state(*read_train_state(trainer.run_dir))
-        log(f"resuming {trainer.run_dir} after {trainer.epoch} epochs"
-            + (f" and {trainer.train_loader.position} steps" if trainer.partial["seen"] else ""))
-    else:
-        if (trainer.run_dir / "last.json").exists():
-            log(f"replacing the previous run in {trainer.run_dir} (--overwrite)")
-        start_run_dir(trainer.run_dir)
-        trainer.save_state()  # a resumable (and "last good") state from the start
-    trainer.fit()
-    test = trainer.evaluate(test_set, "test")
-    last = trainer.history[-1] if trainer.history else {}
-    metrics = {"test_" + key: value for key, value in test.items()}
-    metrics.update({key: last[key] for key in ("train_loss", "train_accuracy", "val_loss",
-                                               "val_accuracy") if key in last})
-    path = trainer.save_model(trainer.run_dir / "model", metrics)
-    plots = write_plots(trainer.run_dir)
-    return {
-        "run_dir": str(trainer.run_dir),
-        "model": str(path) + ".safetensors",
-        "epochs": trainer.epoch,
-        "best_epoch": trainer.best["epoch"],
-        "best_val_accuracy": trainer.best["val_accuracy"],
-        "val_accuracy": last.get("val_accuracy"),
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "stopped_early": trainer.stopped_early,
-        "plots": [str(plot) for plot in plots],
-        "seconds": time.perf_counter() - started,
-    }

@@ -1,19 +1,17 @@
-"""The lab commands of `cnnlab`: summary, viz and compare. They parse and call the library
-(cnnlab.analysis, cnnlab.pictures, cnnlab.compare); `cnnlab.cli` adds them with
-`add_commands(subparsers)`, and its `main` reports errors (one line, exit status 2).
-"""
+"""`cnnlab summary`, `viz` and `compare`: parse the flags, call cnnlab.analysis and
+cnnlab.training.compare."""
 
 import argparse
 import json
-import sys
 import warnings
 
-from cnnlab import compare as comparison
-from cnnlab import pictures
-from cnnlab import train as training
 from cnnlab.analysis import format_summary, summary
+from cnnlab.analysis.model_pictures import copy_into, example_image, save_model_pictures
+from cnnlab.cli.common import add_command, add_debug, stderr
 from cnnlab.errors import DatasetError
 from cnnlab.models import build_model
+from cnnlab.training.compare import MODELS, compare, comparison_table
+from cnnlab.training.trained import load_trained_model, write_plots
 
 SUMMARY_EPILOG = """\
 examples:
@@ -62,27 +60,25 @@ def _input_shape(text):
 
 def _models(text):
     names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in comparison.MODELS]
+    unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"expected names among {', '.join(comparison.MODELS)}, got {text!r}"
+            f"expected names among {', '.join(MODELS)}, got {text!r}"
         )
     return names
 
 
-def _parser(commands, name, help, description, epilog):
-    return commands.add_parser(
-        name, help=help, description=description, epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
 def add_commands(commands):
     """Add `summary`, `viz` and `compare` to the `cnnlab` subparsers; each sets `handler`."""
-    parser = _parser(commands, "summary", "per-layer shapes, parameters, receptive fields",
-                     "Per layer: output shape, parameters, kernel/stride/padding, receptive "
-                     "field and jump, and warnings where flooring drops input rows or columns.",
-                     SUMMARY_EPILOG)
+    for add in (_add_summary, _add_viz, _add_compare):
+        add(commands)
+
+
+def _add_summary(commands):
+    parser = add_command(commands, "summary", "per-layer shapes, parameters, receptive fields",
+                         "Per layer: output shape, parameters, kernel/stride/padding, receptive "
+                         "field and jump, and warnings where flooring drops input rows or columns.",
+                         SUMMARY_EPILOG)
     parser.add_argument("path", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a trained model (instead of --model)")
     parser.add_argument("--model", default="cnn", help="a model name of cnnlab.models "
@@ -92,13 +88,15 @@ def add_commands(commands):
     parser.add_argument("--num-classes", type=int, default=10, metavar="K",
                         help="classes (default: 10)")
     parser.add_argument("--json", action="store_true", help="one JSON object per layer")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_debug(parser)
     parser.set_defaults(handler=_summary)
 
-    parser = _parser(commands, "viz", "pictures of a trained model",
-                     "Write PNG pictures of a trained model: templates, filters, activation "
-                     "maps, a receptive field, training curves and confusion matrix.",
-                     VIZ_EPILOG)
+
+def _add_viz(commands):
+    parser = add_command(commands, "viz", "pictures of a trained model",
+                         "Write PNG pictures of a trained model: templates, filters, activation "
+                         "maps, a receptive field, training curves and confusion matrix.",
+                         VIZ_EPILOG)
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--image", metavar="FILE", help="the image for activations and the "
                         "receptive field (default: a test image of the run's dataset)")
@@ -109,13 +107,15 @@ def add_commands(commands):
     parser.add_argument("--layer", metavar="NAME", help="layer of the receptive field, "
                         "as cnnlab summary names it (default: the last spatial one)")
     parser.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR)")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_debug(parser)
     parser.set_defaults(handler=_viz)
 
-    parser = _parser(commands, "compare", "pixels vs features vs MLP vs CNN on one dataset",
-                     "Train pixels-linear, features-linear, mlp and cnn on the same data; "
-                     "write OUT/comparison.md (table) and OUT/comparison.png (bar chart).",
-                     COMPARE_EPILOG)
+
+def _add_compare(commands):
+    parser = add_command(commands, "compare", "pixels vs features vs MLP vs CNN on one dataset",
+                         "Train pixels-linear, features-linear, mlp and cnn on the same data; "
+                         "write OUT/comparison.md (table) and OUT/comparison.png (bar chart).",
+                         COMPARE_EPILOG)
     parser.add_argument("--dataset", default="fashion-mnist", metavar="SPEC",
                         help="fashion-mnist (default), mnist, cifar10 or folder:PATH")
     parser.add_argument("--data-dir", metavar="DIR", help="the only place to look for the data")
@@ -126,21 +126,21 @@ def add_commands(commands):
     parser.add_argument("--epochs", type=int, metavar="N",
                         help="epochs for every model (default: each model's own)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="default: 0")
-    parser.add_argument("--models", type=_models, default=comparison.MODELS, metavar="A,B",
-                        help=f"a subset of {','.join(comparison.MODELS)}")
+    parser.add_argument("--models", type=_models, default=MODELS, metavar="A,B",
+                        help=f"a subset of {','.join(MODELS)}")
     parser.add_argument("--out", default="runs/compare", metavar="DIR",
                         help="output folder (default: runs/compare)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the runs a previous comparison left in --out")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_debug(parser)
     parser.set_defaults(handler=_compare)
 
 
 def _summary(args):
     input_shape = args.input_shape
     if args.path is not None:
-        model, _ = training.load_trained_model(args.path)
+        model, _ = load_trained_model(args.path)
         input_shape = (model.config["in_channels"], *model.config["input_size"])
     else:
         model = build_model(args.model, in_channels=input_shape[0], num_classes=args.num_classes,
@@ -153,34 +153,30 @@ def _summary(args):
 
 
 def _viz(args):
-    model, metadata = training.load_trained_model(args.run_dir)
+    model, metadata = load_trained_model(args.run_dir)
     out = args.out or args.run_dir
     if "features" in metadata["preprocessing"]:  # no image goes into the model as it is
-        paths = pictures.copy_into(training.write_plots(args.run_dir), out)
+        paths = copy_into(write_plots(args.run_dir), out)
         print("\n".join(str(path) for path in paths))
         return
     try:
-        image = pictures.example_image(metadata, args.image, args.index, args.data_dir)
+        image = example_image(metadata, args.image, args.index, args.data_dir)
     except DatasetError as error:
         if args.image is not None:
             raise
         warnings.warn(f"no activation maps or receptive field: {error} (pass --image FILE)",
                       stacklevel=1)
         image = None
-    paths = pictures.save_model_pictures(model, metadata, out, image=image, layer=args.layer)
-    paths += pictures.copy_into(training.write_plots(args.run_dir), out)
+    paths = save_model_pictures(model, metadata, out, image=image, layer=args.layer)
+    paths += copy_into(write_plots(args.run_dir), out)
     print("\n".join(str(path) for path in paths))
 
 
-def _stderr(line):
-    print(line, file=sys.stderr, flush=True)
-
-
 def _compare(args):
-    rows = comparison.compare(
+    rows = compare(
         args.dataset, data_dir=args.data_dir, limit_train=args.limit_train, epochs=args.epochs,
         seed=args.seed, out_dir=args.out, models=args.models, download=args.download,
-        log=None if args.quiet else _stderr, overwrite=args.overwrite,
+        log=None if args.quiet else stderr, overwrite=args.overwrite,
     )
-    print(comparison.comparison_table(rows, args.dataset))
+    print(comparison_table(rows, args.dataset))
     print(f"written: {args.out}/comparison.md, {args.out}/comparison.png")

@@ -12,17 +12,19 @@ accuracy and training time as bars):
     mlp               cnnlab train --model mlp
     cnn               cnnlab train --model cnn
 
-Each is an ordinary run of `cnnlab.train`, in OUT_DIR/<name> with its curves and confusion
+Each is an ordinary run of `cnnlab.training.train`, in OUT_DIR/<name> with its curves and confusion
 matrix, so `cnnlab evaluate` and `cnnlab predict` work on every one of them.
 """
 
 import dataclasses
 from pathlib import Path
 
-from cnnlab import viz
-from cnnlab.config import TrainConfig, dataset_name
-from cnnlab.runs import load_trained_model
-from cnnlab.train import train
+from cnnlab.analysis import plots
+from cnnlab.files import atomic_write
+from cnnlab.training.config import TrainConfig, dataset_name
+from cnnlab.training.run import train
+from cnnlab.training.rundir import holds_run
+from cnnlab.training.trained import load_trained_model
 
 # name -> (model, features) of `cnnlab train`
 RUNS = {
@@ -97,7 +99,7 @@ def compare(
     if unknown or not models:
         raise ValueError(f"compare: models must be among {', '.join(MODELS)}, got {models!r}")
     out_dir, log = Path(out_dir), log or (lambda line: None)
-    held = [name for name in models if (out_dir / name / "last.json").exists()]
+    held = [name for name in models if holds_run(out_dir / name)]
     if held and not overwrite:
         raise ValueError(f"compare: {out_dir} already holds the runs {', '.join(held)}: "
                          f"--overwrite replaces them, another --out keeps them")
@@ -165,14 +167,10 @@ def comparison_table(rows, dataset_spec):
 def write_comparison(rows, dataset_spec, out_dir):
     """OUT_DIR/comparison.md and OUT_DIR/comparison.png; returns their paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = out_dir / "comparison.md"
-    temporary = table.with_name(f".{table.name}.tmp")
-    temporary.write_text(comparison_table(rows, dataset_spec))
-    temporary.replace(table)
+    table = atomic_write(out_dir / "comparison.md", comparison_table(rows, dataset_spec))
     reference = REFERENCES.get(dataset_spec, (None, None))
     label = f"{reference[1]} ({reference[0]:.3f})" if reference[0] is not None else None
-    chart = viz.save_bar_chart(
+    chart = plots.save_bar_chart(
         [row.model for row in rows],
         [row.test_accuracy for row in rows],
         [row.seconds for row in rows],

@@ -1,0 +1,79 @@
+"""The pieces of a training run, made from its configuration: data, augmentation, optimiser,
+learning-rate schedule.
+
+Data: the validation set is a seeded random `val_size` images of the training set; then
+`limit_train` keeps the first N of the remaining training images (for quick runs). The test set
+is the dataset's own, used once at the end.
+"""
+
+import numpy as np
+
+from cnnlab.data import (
+    Compose,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomTranslate,
+    load_dataset,
+    train_val_split,
+)
+from cnnlab.optim import SGD, Adam, AdamW, RMSprop, lr_scheduler
+from cnnlab.training.config import TrainConfig, derived_seed
+
+
+def prepare_data(config: TrainConfig):
+    """(train, val, test) ImageDatasets for a resolved config; see the module docstring."""
+    image_size = tuple(config.image_size) if config.image_size else None
+    full, test = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
+                              image_size=image_size, channels=config.channels)
+    try:
+        train, val = train_val_split(full, config.val_size, derived_seed(config.seed, "split"))
+    except ValueError as error:
+        raise ValueError(f"--val-size {config.val_size}: {error}") from error
+    if config.limit_train is not None and config.limit_train < len(train):
+        train = train.subset(np.arange(config.limit_train))
+    return train, val, test
+
+
+def augmentation(dataset: str, image_shape):
+    """The training augmentation for a dataset: random shifts for digits (a flipped digit is
+    another shape), flips and padded crops (2 pixels at 28, 4 at 32) for clothes and objects."""
+    height = image_shape[1]
+    if dataset == "mnist":
+        return RandomTranslate(2)
+    return Compose([RandomHorizontalFlip(), RandomCrop(padding=2 if height < 32 else height // 8)])
+
+
+def make_optimizer(config: TrainConfig, parameters):
+    """The optimiser named by `config.optimizer`; SGD uses Nesterov momentum when momentum > 0,
+    Adam and AdamW ignore `momentum` (their betas are PyTorch's defaults)."""
+    parameters = list(parameters)
+    if config.optimizer == "sgd":
+        return SGD(parameters, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                   weight_decay=config.weight_decay)
+    if config.optimizer == "rmsprop":
+        return RMSprop(parameters, lr=config.lr, momentum=config.momentum,
+                       weight_decay=config.weight_decay)
+    optimizer = Adam if config.optimizer == "adam" else AdamW
+    return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(config: TrainConfig, optimizer):
+    """The learning-rate schedule, stepped once per epoch: cosine to zero over the run, a tenth
+    every third of the run, linear down to 1%, or constant."""
+    if config.schedule == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
+    end = 0.01 if config.schedule == "linear" else 1.0
+    return lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=end,
+                                 total_iters=config.epochs)
+
+
+def retarget_schedule(scheduler, epochs: int) -> None:
+    """Stretch a restored schedule to a new total of epochs (resuming with a larger --epochs)."""
+    if hasattr(scheduler, "T_max"):
+        scheduler.T_max = epochs
+    elif hasattr(scheduler, "total_iters"):
+        scheduler.total_iters = epochs
+    elif hasattr(scheduler, "step_size"):
+        scheduler.step_size = max(1, epochs // 3)

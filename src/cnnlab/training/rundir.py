@@ -1,0 +1,129 @@
+"""The files of a run directory, RUN_DIR; the one module that spells their names.
+
+    model.safetensors, model.json   final weights; architecture, classes, preprocessing
+                                    (input size, channels, mean and std, or the feature
+                                    pipeline), epoch, metrics
+    best.safetensors, best.json     the weights of the epoch with the best validation accuracy
+    last.safetensors, last.json     everything needed to resume: model, optimiser, schedule,
+                                    loader position, random generator, history
+    metrics.jsonl                   one JSON object per finished epoch
+    curves.png, confusion.png       loss/accuracy curves and the test confusion matrix
+
+Other modules ask for a path (`model_path(run_dir)`, ...) or a fact (`holds_run`); a
+checkpoint's two suffixes are cnnlab.checkpoint's (`checkpoint_paths`).
+"""
+
+import json
+from pathlib import Path
+
+from cnnlab.checkpoint import checkpoint_paths, load_checkpoint
+from cnnlab.errors import CheckpointError
+from cnnlab.files import atomic_write
+
+STATE_FORMAT = "cnnlab-train-state/1"
+MODEL_FORMAT = "cnnlab-model/1"
+MODEL, BEST, LAST = "model", "best", "last"  # checkpoints, each .safetensors and .json
+METRICS = "metrics.jsonl"
+CURVES, CONFUSION = "curves.png", "confusion.png"
+
+
+def model_path(run_dir) -> Path:
+    """RUN_DIR/model: the final model's checkpoint (written when the run finishes)."""
+    return Path(run_dir) / MODEL
+
+
+def best_path(run_dir) -> Path:
+    """RUN_DIR/best: the model of the epoch with the best validation accuracy."""
+    return Path(run_dir) / BEST
+
+
+def state_path(run_dir) -> Path:
+    """RUN_DIR/last: the training state, everything `--resume` continues from."""
+    return Path(run_dir) / LAST
+
+
+def metrics_path(run_dir) -> Path:
+    return Path(run_dir) / METRICS
+
+
+def plot_paths(run_dir) -> tuple[Path, Path]:
+    """(curves, confusion): the run's two plots."""
+    return Path(run_dir) / CURVES, Path(run_dir) / CONFUSION
+
+
+def _metadata_file(path) -> Path:
+    return Path(checkpoint_paths(path)[1])
+
+
+def holds_run(run_dir) -> bool:
+    """Whether RUN_DIR holds a run (finished or not): it has a training state."""
+    return _metadata_file(state_path(run_dir)).exists()
+
+
+def is_finished(run_dir) -> bool:
+    """Whether RUN_DIR's run has written its final model."""
+    return _metadata_file(model_path(run_dir)).exists()
+
+
+def write_metrics(run_dir, history: list[dict]) -> Path:
+    """metrics.jsonl: one JSON object per finished epoch, rewritten whole (atomically)."""
+    text = "".join(json.dumps(record) + "\n" for record in history)
+    return atomic_write(metrics_path(run_dir), text)
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """The records of metrics.jsonl, one per finished epoch."""
+    path = metrics_path(run_dir)
+    try:
+        lines = path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read: {error.strerror or error}") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON lines: {error}") from error
+
+
+def read_run_metadata(run_dir) -> tuple[dict, str]:
+    """(metadata, "model weights" or "last weights"): the JSON metadata of RUN_DIR's final
+    model, or else of its training state."""
+    for path in (model_path(run_dir), state_path(run_dir)):
+        metadata_file = _metadata_file(path)
+        if metadata_file.exists():
+            try:
+                return json.loads(metadata_file.read_text()), f"{path.name} weights"
+            except (OSError, json.JSONDecodeError, AttributeError) as error:
+                raise CheckpointError(f"{metadata_file}: cannot read: {error}") from error
+    raise CheckpointError(f"{run_dir}: not a run directory (no {_metadata_file(MODEL)} or "
+                          f"{_metadata_file(LAST)})")
+
+
+def read_train_state(run_dir) -> tuple[dict, dict]:
+    """(arrays, metadata) of RUN_DIR/last, the state `--resume` continues from.
+
+    Raises:
+        CheckpointError when RUN_DIR holds no resumable run, or its state is damaged.
+    """
+    path = state_path(run_dir)
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"cannot resume {run_dir}: no such run directory")
+    if not holds_run(run_dir):
+        raise CheckpointError(f"cannot resume {run_dir}: it holds no training state "
+                              f"({_metadata_file(path)} is missing)")
+    arrays, metadata = load_checkpoint(path)
+    if not isinstance(metadata, dict) or metadata.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a cnnlab training state")
+    return arrays, metadata
+
+
+def start_run_dir(run_dir) -> Path:
+    """Create RUN_DIR for a fresh run, removing a previous run's files from it (only those)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir}: exists and is not a directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stem in (MODEL, BEST, LAST):
+        for path in checkpoint_paths(run_dir / stem):
+            Path(path).unlink(missing_ok=True)
+    for path in (metrics_path(run_dir), *plot_paths(run_dir)):
+        path.unlink(missing_ok=True)
+    return run_dir
