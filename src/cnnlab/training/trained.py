@@ -26,6 +26,7 @@ from cnnlab.training.config import EVAL_BATCH_SIZE, dataset_name, derived_seed
 from cnnlab.training.evaluation import evaluate, loss_function
 from cnnlab.training.inputs import inputs_from_checkpoint
 from cnnlab.training.rundir import (
+    METRICS,
     MODEL,
     MODEL_FORMAT,
     STATE_FORMAT,
@@ -189,7 +190,7 @@ def write_plots(run_dir) -> list[Path]:
     run_dir = Path(run_dir)
     history = read_metrics(run_dir)
     if not history:
-        raise ValueError(f"{run_dir}: no finished epoch to plot (metrics.jsonl is empty)")
+        raise ValueError(f"{run_dir}: no finished epoch to plot ({METRICS} is empty)")
     metadata, where = read_run_metadata(run_dir)
     column = {key: [record[key] for record in history] for key in history[0]}
     training = metadata.get("training") or metadata.get("config") or {}
