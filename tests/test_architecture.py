@@ -15,8 +15,9 @@ LAYER = {
     "optim": 4, "models": 4, "data": 4, "features": 4, "checkpoint": 4,
     "analysis": 5, "viz": 5, "train": 5, "compare": 5, "pictures": 5,
     "config": 5, "rundir": 5, "inputs": 5, "runs": 5,
-    "cli": 6, "cli_lab": 6,
-    "__main__": 7,
+    "interop": 8,
+    "cli": 9, "cli_lab": 9,
+    "__main__": 10,
 }  # fmt: skip
 
 
