@@ -4,8 +4,10 @@ modules both ways, and the PyTorch weights export, for every model family."""
 import json
 import os
 import runpy
+import subprocess
 import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,6 +15,7 @@ import onnxruntime
 import pytest
 import safetensors.numpy
 import torch
+from PIL import Image
 
 import cnnlab
 from cnnlab import nn
@@ -32,6 +35,7 @@ from cnnlab.models import build_model
 from interop_runs import FAMILIES, fashion_mnist, make_run, normalise
 
 AGREEMENT = 1e-5
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +258,24 @@ def test_export_torch_loads_strictly_with_the_lines_it_writes(runs, fashion, tmp
         theirs = module(torch.from_numpy(x)).numpy()
     assert np.abs(theirs - cnnlab_logits(model, x)).max() <= AGREEMENT
     assert "Input: (N, 1, 28, 28) float32, (pixel / 255 - mean) / std" in script.read_text()
+
+
+def test_onnxruntime_on_image_files_agrees_with_cnnlab_predict(runs, fashion, tmp_path):
+    """The graph's input is an image file's pixels / 255, as `cnnlab predict` reads it."""
+    files = []
+    for index in range(3):
+        files.append(tmp_path / f"{index}.png")
+        Image.fromarray(fashion[1].images[index, 0]).save(files[-1])
+    command = [sys.executable, "-m", "cnnlab", "predict", runs["cnn-bn"], *files, "--json",
+               "--top-k", "10"]
+    done = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 0, done.stderr
+    predicted = np.zeros((3, 10))
+    for row, result in enumerate(json.loads(done.stdout)["predictions"]):
+        for item in result["predictions"]:
+            predicted[row, item["index"]] = item["probability"]
+    pixels = np.stack([np.asarray(Image.open(file))[None] for file in files])
+    out = export_onnx(runs["cnn-bn"], tmp_path / "model.onnx")
+    theirs = softmax(onnx_logits(str(out), pixels.astype(np.float32) / np.float32(255)))
+    assert np.abs(theirs - predicted).max() <= AGREEMENT

@@ -47,13 +47,13 @@ class Converter:
 
 
 def _argument(module, name):
-    value = getattr(module, name)
+    value, label = getattr(module, name), f"{type(module).__name__}: {name}"
     if name == "bias":
         return value is not None
     if name == "stride":
-        return pair(module.kernel_size if value is None else value, f"{name}")
+        return pair(module.kernel_size if value is None else value, label)
     if name in ("kernel_size", "padding"):
-        return pair(value, f"{type(module).__name__}: {name}")
+        return pair(value, label)
     return value
 
 
