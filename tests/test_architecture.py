@@ -90,3 +90,22 @@ def test_the_library_never_imports_test_oracles_and_confines_pickle():
             if root in {"pickle", "dill", "cloudpickle"} and path.name != "cifar.py":
                 offenders.append(f"{path.relative_to(SOURCE)} imports {name}")
     assert not offenders, offenders
+
+
+def test_importing_every_package_loads_no_test_oracle_or_optional_package():
+    """PyTorch and onnx are imported inside the interop calls that ask for them, never before."""
+    import subprocess
+    import sys
+
+    packages = sorted(
+        f"cnnlab.{path.name}" for path in SOURCE.iterdir()
+        if (path / "__init__.py").exists()
+    )
+    script = (
+        "import sys\n"
+        + "".join(f"import {name}\n" for name in packages)
+        + "print(sorted({'torch', 'onnx', 'onnxruntime', 'skimage'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]", result.stdout
