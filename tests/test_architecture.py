@@ -16,7 +16,7 @@ LAYER = {
     "tensor": 2, "gradcheck": 2,
     "nn": 3,
     "optim": 4, "models": 4, "data": 4, "features": 4, "checkpoint": 4, "metrics": 4,
-    "analysis": 5,
+    "analysis": 5, "pretrained": 5,
     "explain": 6,
     "training": 7,
     "interop": 8,

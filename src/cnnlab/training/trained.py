@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cnnlab import pretrained
 from cnnlab.analysis import plots
 from cnnlab.checkpoint import load_checkpoint, model_from_arrays
 from cnnlab.checks import check_number
@@ -54,13 +55,14 @@ class Trained(NamedTuple):
 def load_trained(path) -> Trained:
     """The trained model at `path`: RUN_DIR (its model.*), or a checkpoint path with or
     without its .safetensors/.json suffix: RUN_DIR/best, or RUN_DIR/last (the training state,
-    as it stands). The model is in eval mode; the metadata is a model's (see
+    as it stands), or `pretrained:NAME` (a model shipped with cnnlab, see cnnlab.pretrained).
+    The model is in eval mode; the metadata is a model's (see
     Trainer.model_metadata) for the training state too.
 
     Raises:
         CheckpointError when it is missing, damaged, or not a trained cnnlab model.
     """
-    path = Path(path)
+    path = Path(pretrained.resolve(path))
     if not path.exists() and not path.with_name(path.name + ".safetensors").exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     if path.is_dir():
