@@ -10,7 +10,7 @@ SOURCE = pathlib.Path(__file__).resolve().parent.parent / "src" / "cnnlab"
 LAYER = {
     "shapes": 0, "errors": 0, "files": 0, "rng": 0, "threads": 0, "blas": 0, "allocator": 0,
     "ops": 1,
-    "tensor": 2, "gradcheck": 2,
+    "tensor": 2, "autograd": 2, "gradcheck": 2,
     "nn": 3,
     "optim": 4, "models": 4, "data": 4, "features": 4, "checkpoint": 4,
     "analysis": 5, "viz": 5, "train": 5, "compare": 5, "pictures": 5,
