@@ -91,8 +91,51 @@ def test_the_graph_is_released_after_backward_unless_retained():
     first = w.grad.copy()
     loss.backward()
     np.testing.assert_allclose(w.grad, 2 * first)
-    with pytest.raises(RuntimeError, match="already released"):
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
         loss.backward()
+
+
+def _shared_subgraph(x, retain_graph):
+    """y = 3x feeds two losses; backward through the first, then the second."""
+    y = x * 3
+    first, second = (y * 2).sum(), (y * 5).sum()
+    first.backward(retain_graph=retain_graph)
+    second.backward()
+    return y
+
+
+def test_a_later_backward_through_a_freed_shared_subgraph_raises_as_torch():
+    theirs = torch.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True") as torch_error:
+        _shared_subgraph(theirs, retain_graph=False)
+    ours = Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True") as our_error:
+        _shared_subgraph(ours, retain_graph=False)
+    assert str(our_error.value).startswith(str(torch_error.value)[:40])
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())  # the first backward's alone
+
+
+def test_retain_graph_keeps_a_shared_subgraph_so_both_gradients_add_as_torch():
+    theirs = torch.ones(2, requires_grad=True)
+    torch_hidden = _shared_subgraph(theirs, retain_graph=True)
+    ours = Tensor(np.ones(2), requires_grad=True)
+    hidden = _shared_subgraph(ours, retain_graph=True)
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())  # 3 * (2 + 5) = 21
+    assert hidden.grad is None and not hidden.is_leaf  # as torch: freed, still not a leaf
+    assert not torch_hidden.is_leaf
+
+
+def test_a_freed_node_deep_in_the_graph_raises_and_shared_leaves_alone_still_work():
+    x = Tensor(randn(3), requires_grad=True)
+    hidden = (x.exp() * 2).tanh()
+    hidden.sum().backward()
+    before = x.grad.copy()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        (hidden.relu() + x).sum().backward()  # reaches x directly and the freed tanh node
+    np.testing.assert_array_equal(x.grad, before)  # nothing was accumulated
+    (x * 2).sum().backward()  # graphs that share only the leaf x
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad, before + 2 + 2 * x.data)
 
 
 def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():

@@ -5,13 +5,25 @@ primitive that made it (a `Function` from `cnnlab.ops`, holding what its backwar
 `_parents`, its input tensors. `backward(root, grad)` orders the graph once (each node after
 every node that uses it), asks each node's primitive for its input gradients, undoes
 broadcasting, checks shapes and accumulates into the `.grad` of the leaves (and of the tensors
-that asked to `retain_grad`). After backward the graph's saved arrays are released, so memory
-does not grow step by step.
+that asked to `retain_grad`).
+
+After backward each node drops its primitive and parents (the arrays they saved go with them,
+so memory does not grow step by step) and is marked freed, unless `retain_graph=True`. A later
+backward that reaches a freed node raises, as PyTorch's does, before accumulating anything:
+without its primitive the node would pass for a leaf, and the gradient would stop there
+silently. (PyTorch goes on through a freed node that saved nothing, such as an addition; here
+every freed node stops, since its parents are gone.)
 """
 
 import numpy as np
 
 _grad_enabled = True
+
+FREED = (
+    "Trying to backward through the graph a second time: an earlier backward freed the "
+    "values this part of the graph saved. Specify retain_graph=True in the earlier backward "
+    "if you need to backward through the graph a second time."
+)
 
 
 class no_grad:
@@ -67,12 +79,8 @@ def backward(root, grad, retain_graph=False):
 
 
 def _topological_order(root):
-    """Nodes from root back to the leaves, each after every node that uses it."""
-    if root._released:
-        raise RuntimeError(
-            "backward: the graph was already released by an earlier backward; "
-            "pass retain_graph=True to the first call to backward through it twice"
-        )
+    """Nodes from root back to the leaves, each after every node that uses it. Raises if a
+    node on the way was freed by an earlier backward."""
     order, visited, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()
@@ -81,6 +89,8 @@ def _topological_order(root):
             continue
         if id(node) in visited:
             continue
+        if node._released:
+            raise RuntimeError(FREED)
         visited.add(id(node))
         stack.append((node, True))
         for parent in node._parents:

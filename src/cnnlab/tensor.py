@@ -140,7 +140,7 @@ class Tensor:
 
     @property
     def is_leaf(self):
-        return self._function is None
+        return self._function is None and not self._released  # freed nodes stay non-leaves
 
     def numpy(self):
         return self.data
