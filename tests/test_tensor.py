@@ -145,6 +145,42 @@ def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():
     np.testing.assert_allclose(hidden.grad, 2 * hidden.data)
 
 
+TRUTH_CASES = [np.float32(0.0), np.float32(-2.5), np.ones((1,)), np.zeros((1, 1)),
+               np.array([True]), np.arange(3.0), np.zeros((0,)), np.ones((2, 2))]  # fmt: skip
+
+
+@pytest.mark.parametrize("array", TRUTH_CASES, ids=[str(np.shape(a)) for a in TRUTH_CASES])
+def test_truth_value_is_torchs(array):
+    try:
+        expected = bool(torch.tensor(array))
+    except RuntimeError as torch_error:
+        with pytest.raises(RuntimeError, match="ambiguous") as our_error:
+            bool(Tensor(array))
+        assert str(our_error.value) == str(torch_error)
+    else:
+        assert bool(Tensor(array)) is expected
+
+
+def test_comparisons_give_tensors_whose_one_element_truth_is_their_value():
+    t = Tensor(3.0)
+    assert isinstance(t > 2, Tensor) and (t > 2).dtype == np.bool_
+    assert (t > 2) and not (t < 2) and (t == 3.0) and bool(t != 2) == bool(torch.tensor(3.0) != 2)
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        if Tensor([1.0, 2.0]) == Tensor([1.0, 2.0]):
+            pass
+
+
+def test_tensors_hash_by_identity_so_containers_behave_as_with_torch():
+    for make in (Tensor, torch.tensor):
+        one, same, other = make(1.0), make(1.0), make(2.0)
+        assert one in [one] and one in [same] and one not in [other]  # one element: by value
+        assert len({one, same, other}) == 3 and {one: "a", same: "b"}[one] == "a"
+        pair = make([1.0, 2.0])
+        assert pair in [pair] and hash(pair) == hash(pair)  # identity comes first
+        with pytest.raises(RuntimeError, match="ambiguous"):
+            pair in [make([1.0, 2.0])]  # noqa: B015 (the comparison is the test)
+
+
 def test_only_floating_tensors_require_grad():
     with pytest.raises(ValueError, match="floating"):
         Tensor(np.arange(3), requires_grad=True)

@@ -220,7 +220,14 @@ class Tensor:
     def __ge__(self, other):
         return Tensor(self.data >= _data(other))
 
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # by identity, as torch: sets and dicts hold tensors, not values
+
+    def __bool__(self):
+        """The value of a one-element tensor (so `t > 2` reads as a condition), as torch."""
+        if self.data.size != 1:
+            count = "no values" if self.data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {count} is ambiguous")
+        return bool(self.data.item())
 
     # ----- elementwise functions ------------------------------------------------------------
     def exp(self):
