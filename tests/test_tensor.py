@@ -1,6 +1,8 @@
 """The tensor and its graph: shapes and dtypes of gradients, accumulation, broadcasting,
 no_grad, detach, releasing the graph, and elementwise/reduction/movement ops against PyTorch."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -82,6 +84,41 @@ def test_no_grad_builds_no_graph_and_detach_cuts_it():
     z = (w.detach() * 2 + w).sum()
     z.backward()
     np.testing.assert_array_equal(w.grad, np.ones(3))
+
+
+def _grad_mode_seen_by_another_thread(library):
+    """While this thread is inside no_grad, does a second thread record a graph? And does a
+    thread started while no_grad is on begin with grad mode on?"""
+    inside, checked, seen = threading.Event(), threading.Event(), {}
+
+    def other():
+        assert inside.wait(timeout=30)
+        x = library.ones(2, requires_grad=True) if library is torch else Tensor(np.ones(2), True)
+        seen["records"] = (x * 2).requires_grad
+        seen["enabled"] = library.is_grad_enabled()
+        checked.set()
+
+    def started_inside():
+        seen["new thread enabled"] = library.is_grad_enabled()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with library.no_grad():
+        inside.set()
+        assert checked.wait(timeout=30)
+        assert not library.is_grad_enabled()
+        late = threading.Thread(target=started_inside)
+        late.start()
+        late.join(timeout=30)
+    thread.join(timeout=30)
+    assert library.is_grad_enabled()
+    return seen
+
+
+def test_grad_mode_belongs_to_each_thread_as_in_torch():
+    expected = {"records": True, "enabled": True, "new thread enabled": True}
+    assert _grad_mode_seen_by_another_thread(torch) == expected
+    assert _grad_mode_seen_by_another_thread(cnnlab) == expected
 
 
 def test_the_graph_is_released_after_backward_unless_retained():

@@ -15,9 +15,19 @@ silently. (PyTorch goes on through a freed node that saved nothing, such as an a
 every freed node stops, since its parents are gone.)
 """
 
+import threading
+
 import numpy as np
 
-_grad_enabled = True
+
+class _GradMode(threading.local):
+    """Whether ops record a graph, per thread as PyTorch's: every thread starts with it on,
+    and a no_grad() in one thread leaves the others alone."""
+
+    enabled = True
+
+
+_grad_mode = _GradMode()
 
 FREED = (
     "Trying to backward through the graph a second time: an earlier backward freed the "
@@ -27,15 +37,14 @@ FREED = (
 
 
 class no_grad:
-    """Context manager (and decorator) in which ops record no graph, as torch.no_grad."""
+    """Context manager (and decorator) in which ops on this thread record no graph, as
+    torch.no_grad."""
 
     def __enter__(self):
-        global _grad_enabled
-        self.previous, _grad_enabled = _grad_enabled, False
+        self.previous, _grad_mode.enabled = _grad_mode.enabled, False
 
     def __exit__(self, *exc_info):
-        global _grad_enabled
-        _grad_enabled = self.previous
+        _grad_mode.enabled = self.previous
 
     def __call__(self, function):
         def wrapper(*args, **kwargs):
@@ -47,7 +56,8 @@ class no_grad:
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    """Whether ops on this thread record a graph (False inside no_grad)."""
+    return _grad_mode.enabled
 
 
 def backward(root, grad, retain_graph=False):
