@@ -3,6 +3,7 @@ products split by share agree with the unsplit ones to rounding."""
 
 import contextlib
 import json
+import logging
 import os
 import pathlib
 import subprocess
@@ -330,3 +331,31 @@ def test_passes_and_set_num_threads_racing_in_two_threads_never_lose_a_share(spl
     finally:
         sys.setswitchinterval(switch_interval)
     assert not thread.is_alive() and errors == [] and counts.tolist() == [1000] * 7
+
+
+def test_describe_says_in_one_line_whether_the_single_threaded_blas_path_is_active(tmp_path):
+    from cnnlab.blas import BLAS, _NumpyBlas, describe
+
+    line = describe()
+    assert "\n" not in line and line.startswith("BLAS: single-threaded path")
+    assert ("path active" in line) == (BLAS.set_threads is not None)
+    # NumPy's wheel on Linux carries the library: here the path must be active.
+    assert "path active" in line and "libscipy_openblas64_" in line, line
+    missing = _NumpyBlas(folder=str(tmp_path)).describe()
+    assert missing.startswith("BLAS: single-threaded path off (not a Linux wheel's NumPy: no")
+    assert str(tmp_path) in missing and "through NumPy" in missing
+
+
+def test_the_blas_line_is_logged_once_at_debug_when_first_used(caplog, split_everything):
+    from cnnlab.blas import _NumpyBlas
+
+    caplog.set_level(logging.DEBUG, logger="cnnlab")
+    blas = _NumpyBlas()
+    assert caplog.records == []  # loading (and its self-test) logs nothing
+    with blas.single_threaded():
+        blas.gemm_accumulate(np.ones((2, 3)), np.ones((3, 2)), np.zeros((2, 2)))
+    with blas.single_threaded():
+        pass
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("cnnlab", "DEBUG", blas.describe())
+    ]
