@@ -13,7 +13,7 @@ LAYER = {
     "shapes": 0, "errors": 0, "rng": 0, "threads": 0, "blas": 0, "allocator": 0, "files": 0,
     "checks": 0,
     "ops": 1,
-    "tensor": 2, "gradcheck": 2,
+    "tensor": 2, "autograd": 2, "gradcheck": 2,
     "nn": 3,
     "optim": 4, "models": 4, "data": 4, "features": 4, "checkpoint": 4, "metrics": 4,
     "analysis": 5, "pretrained": 5,

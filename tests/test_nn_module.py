@@ -165,6 +165,42 @@ def test_load_state_dict_keeps_the_module_dtype():
     assert np.array_equal(model.bias.data, [1, 2])
 
 
+def test_load_state_dict_refuses_a_value_of_another_kind_naming_key_and_dtypes():
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    before = model.state_dict()
+    # PyTorch truncates a float count silently (2.7 -> 2); cnnlab refuses, changing nothing.
+    twin = torch.nn.BatchNorm1d(2)
+    twin.load_state_dict({**twin.state_dict(), "num_batches_tracked": torch.tensor(2.7)})
+    assert twin.num_batches_tracked.item() == 2
+    bad = {
+        **before,
+        "1.num_batches_tracked": np.array(2.7, dtype=np.float32),
+        "0.bias": np.array([True, False]),
+        "0.weight": np.full((2, 3), 2**24 + 1),  # no float32 holds it exactly
+    }
+    with pytest.raises(ValueError) as error:
+        model.load_state_dict(bad)
+    message = str(error.value)
+    assert "1.num_batches_tracked: expected int64, found float32" in message
+    assert "0.bias: expected float32, found bool" in message
+    assert "0.weight: expected float32, found int64" in message
+    for key, value in model.state_dict().items():
+        assert np.array_equal(value, before[key]) and value.dtype == before[key].dtype
+
+
+def test_load_state_dict_converts_within_a_kind_and_exact_integers_into_floats():
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    state = {key: np.asarray(value) for key, value in model.state_dict().items()}
+    state["0.weight"] = np.arange(6.0).reshape(2, 3)  # float64 into float32
+    state["0.bias"] = [3, -4]  # Python ints, exact in float32
+    state["1.num_batches_tracked"] = np.array(7, dtype=np.int32)
+    model.load_state_dict(state)
+    assert model[0].weight.dtype == np.float32 and model[0].bias.data.tolist() == [3.0, -4.0]
+    assert model[1].num_batches_tracked.dtype == np.int64 and model[1].num_batches_tracked == 7
+    model.double().load_state_dict({**state, "0.weight": np.ones((2, 3), np.float32)})
+    assert model[0].weight.dtype == np.float64
+
+
 def test_parameter_is_a_leaf_tensor_that_requires_grad():
     parameter = nn.Parameter([1.0, 2.0])
     assert isinstance(parameter, cnnlab.Tensor) and parameter.requires_grad

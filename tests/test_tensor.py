@@ -1,6 +1,8 @@
 """The tensor and its graph: shapes and dtypes of gradients, accumulation, broadcasting,
 no_grad, detach, releasing the graph, and elementwise/reduction/movement ops against PyTorch."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -84,6 +86,41 @@ def test_no_grad_builds_no_graph_and_detach_cuts_it():
     np.testing.assert_array_equal(w.grad, np.ones(3))
 
 
+def _grad_mode_seen_by_another_thread(library):
+    """While this thread is inside no_grad, does a second thread record a graph? And does a
+    thread started while no_grad is on begin with grad mode on?"""
+    inside, checked, seen = threading.Event(), threading.Event(), {}
+
+    def other():
+        assert inside.wait(timeout=30)
+        x = library.ones(2, requires_grad=True) if library is torch else Tensor(np.ones(2), True)
+        seen["records"] = (x * 2).requires_grad
+        seen["enabled"] = library.is_grad_enabled()
+        checked.set()
+
+    def started_inside():
+        seen["new thread enabled"] = library.is_grad_enabled()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with library.no_grad():
+        inside.set()
+        assert checked.wait(timeout=30)
+        assert not library.is_grad_enabled()
+        late = threading.Thread(target=started_inside)
+        late.start()
+        late.join(timeout=30)
+    thread.join(timeout=30)
+    assert library.is_grad_enabled()
+    return seen
+
+
+def test_grad_mode_belongs_to_each_thread_as_in_torch():
+    expected = {"records": True, "enabled": True, "new thread enabled": True}
+    assert _grad_mode_seen_by_another_thread(torch) == expected
+    assert _grad_mode_seen_by_another_thread(cnnlab) == expected
+
+
 def test_the_graph_is_released_after_backward_unless_retained():
     w = Tensor(randn(3), requires_grad=True)
     loss = (w.exp() * w).sum()
@@ -91,8 +128,51 @@ def test_the_graph_is_released_after_backward_unless_retained():
     first = w.grad.copy()
     loss.backward()
     np.testing.assert_allclose(w.grad, 2 * first)
-    with pytest.raises(RuntimeError, match="already released"):
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
         loss.backward()
+
+
+def _shared_subgraph(x, retain_graph):
+    """y = 3x feeds two losses; backward through the first, then the second."""
+    y = x * 3
+    first, second = (y * 2).sum(), (y * 5).sum()
+    first.backward(retain_graph=retain_graph)
+    second.backward()
+    return y
+
+
+def test_a_later_backward_through_a_freed_shared_subgraph_raises_as_torch():
+    theirs = torch.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True") as torch_error:
+        _shared_subgraph(theirs, retain_graph=False)
+    ours = Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True") as our_error:
+        _shared_subgraph(ours, retain_graph=False)
+    assert str(our_error.value).startswith(str(torch_error.value)[:40])
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())  # the first backward's alone
+
+
+def test_retain_graph_keeps_a_shared_subgraph_so_both_gradients_add_as_torch():
+    theirs = torch.ones(2, requires_grad=True)
+    torch_hidden = _shared_subgraph(theirs, retain_graph=True)
+    ours = Tensor(np.ones(2), requires_grad=True)
+    hidden = _shared_subgraph(ours, retain_graph=True)
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())  # 3 * (2 + 5) = 21
+    assert hidden.grad is None and not hidden.is_leaf  # as torch: freed, still not a leaf
+    assert not torch_hidden.is_leaf
+
+
+def test_a_freed_node_deep_in_the_graph_raises_and_shared_leaves_alone_still_work():
+    x = Tensor(randn(3), requires_grad=True)
+    hidden = (x.exp() * 2).tanh()
+    hidden.sum().backward()
+    before = x.grad.copy()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        (hidden.relu() + x).sum().backward()  # reaches x directly and the freed tanh node
+    np.testing.assert_array_equal(x.grad, before)  # nothing was accumulated
+    (x * 2).sum().backward()  # graphs that share only the leaf x
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad, before + 2 + 2 * x.data)
 
 
 def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():
@@ -100,6 +180,42 @@ def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():
     hidden = (x * 3).retain_grad()
     (hidden * hidden).sum().backward()
     np.testing.assert_allclose(hidden.grad, 2 * hidden.data)
+
+
+TRUTH_CASES = [np.float32(0.0), np.float32(-2.5), np.ones((1,)), np.zeros((1, 1)),
+               np.array([True]), np.arange(3.0), np.zeros((0,)), np.ones((2, 2))]  # fmt: skip
+
+
+@pytest.mark.parametrize("array", TRUTH_CASES, ids=[str(np.shape(a)) for a in TRUTH_CASES])
+def test_truth_value_is_torchs(array):
+    try:
+        expected = bool(torch.tensor(array))
+    except RuntimeError as torch_error:
+        with pytest.raises(RuntimeError, match="ambiguous") as our_error:
+            bool(Tensor(array))
+        assert str(our_error.value) == str(torch_error)
+    else:
+        assert bool(Tensor(array)) is expected
+
+
+def test_comparisons_give_tensors_whose_one_element_truth_is_their_value():
+    t = Tensor(3.0)
+    assert isinstance(t > 2, Tensor) and (t > 2).dtype == np.bool_
+    assert (t > 2) and not (t < 2) and (t == 3.0) and bool(t != 2) == bool(torch.tensor(3.0) != 2)
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        if Tensor([1.0, 2.0]) == Tensor([1.0, 2.0]):
+            pass
+
+
+def test_tensors_hash_by_identity_so_containers_behave_as_with_torch():
+    for make in (Tensor, torch.tensor):
+        one, same, other = make(1.0), make(1.0), make(2.0)
+        assert one in [one] and one in [same] and one not in [other]  # one element: by value
+        assert len({one, same, other}) == 3 and {one: "a", same: "b"}[one] == "a"
+        pair = make([1.0, 2.0])
+        assert pair in [pair] and hash(pair) == hash(pair)  # identity comes first
+        with pytest.raises(RuntimeError, match="ambiguous"):
+            pair in [make([1.0, 2.0])]  # noqa: B015 (the comparison is the test)
 
 
 def test_only_floating_tensors_require_grad():

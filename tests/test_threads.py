@@ -1,6 +1,16 @@
 """Work split over threads: copies and elementwise passes give bit-identical results, matrix
 products split by share agree with the unsplit ones to rounding."""
 
+import contextlib
+import json
+import logging
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import threading
+
 import numpy as np
 import pytest
 
@@ -215,3 +225,137 @@ def test_a_forked_child_gets_its_own_workers(split_everything):
 
 def _relu_in_a_child():
     return F.relu(cnnlab.tensor(np.array([-1.0, 0.0, 1.0, 2.0]))).data.tolist()
+
+
+def _run_python(code):
+    """Run `code` in a fresh interpreter and return its stdout: a pass that deadlocks is killed
+    by the timeout (and fails the test) instead of hanging the suite and its exit."""
+    source = pathlib.Path(cnnlab.__file__).resolve().parents[1]
+    environment = {**os.environ, "PYTHONPATH": str(source)}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_parallel_for_inside_a_share_runs_inline_on_that_share_s_thread():
+    output = _run_python("""
+        import json, threading
+        import cnnlab
+        from cnnlab import threads
+
+        threads.MIN_BYTES = 0
+        cnnlab.set_num_threads(2)  # one worker: a nested pass queued behind it would wait forever
+        seen = []
+
+        def outer(outer_share):
+            name = threading.current_thread().name
+            def inner(share):
+                seen.append([outer_share.start, share.start, share.stop,
+                             threading.current_thread().name == name])
+            threads.parallel_for(inner, 4, nbytes=1)
+
+        threads.parallel_for(outer, 2, nbytes=1)
+        print(json.dumps(sorted(seen)))
+    """)
+    assert json.loads(output) == [[0, 0, 4, True], [1, 0, 4, True]]
+
+
+def test_set_num_threads_during_a_pass_lets_it_finish_on_the_pool_it_started_with(
+    split_everything,
+):
+    cnnlab.set_num_threads(2)
+    running, changed = threading.Barrier(3, timeout=30), threading.Event()
+    shares, waited = [], []
+
+    def work(share):
+        running.wait()  # both shares are running, one of them on a worker
+        waited.append(changed.wait(timeout=10))
+        shares.append((share.start, share.stop))
+
+    thread = threading.Thread(target=parallel_for, args=(work, 4), kwargs={"nbytes": 1})
+    thread.start()
+    running.wait()
+    cnnlab.set_num_threads(1)  # must neither wait for the pass nor take its workers
+    changed.set()
+    thread.join(timeout=30)
+    assert waited == [True, True] and sorted(shares) == [(0, 2), (2, 4)]
+    shares.clear()
+    parallel_for(lambda share: shares.append((share.start, share.stop)), 4, nbytes=1)
+    assert shares == [(0, 4)]  # the next pass has the new count
+
+
+def test_set_num_threads_from_another_thread_as_a_pass_begins_cannot_break_it(
+    split_everything, monkeypatch,
+):
+    from cnnlab.blas import BLAS
+
+    cnnlab.set_num_threads(2)
+    parallel_for(lambda share: None, 4, nbytes=1)  # the pool of one worker exists
+    single_threaded = BLAS.single_threaded
+
+    @contextlib.contextmanager
+    def switch_to_one_thread():  # lands where a thread switch could: as the pass begins
+        other = threading.Thread(target=cnnlab.set_num_threads, args=(1,))
+        other.start()
+        other.join(timeout=30)
+        with single_threaded():
+            yield
+
+    monkeypatch.setattr(threads.BLAS, "single_threaded", switch_to_one_thread)
+    shares = []
+    parallel_for(lambda share: shares.append((share.start, share.stop)), 4, nbytes=1)
+    assert shares == [(0, 4)] and cnnlab.get_num_threads() == 1
+
+
+def test_passes_and_set_num_threads_racing_in_two_threads_never_lose_a_share(split_everything):
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to meet every race
+    errors, counts = [], np.zeros(7, int)
+
+    def passes():
+        try:
+            for _ in range(1000):
+                parallel_for(lambda share: np.add.at(counts, np.arange(7)[share], 1), 7, 1)
+        except Exception as error:
+            errors.append(error)
+
+    try:
+        thread = threading.Thread(target=passes)
+        thread.start()
+        for index in range(1_000_000):  # 1 and 2 in turn until the passes are done
+            if not thread.is_alive():
+                break
+            cnnlab.set_num_threads(1 + index % 2)
+        thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert not thread.is_alive() and errors == [] and counts.tolist() == [1000] * 7
+
+
+def test_describe_says_in_one_line_whether_the_single_threaded_blas_path_is_active(tmp_path):
+    from cnnlab.blas import BLAS, _NumpyBlas, describe
+
+    line = describe()
+    assert "\n" not in line and line.startswith("BLAS: single-threaded path")
+    assert ("path active" in line) == (BLAS.set_threads is not None)
+    # NumPy's wheel on Linux carries the library: here the path must be active.
+    assert "path active" in line and "libscipy_openblas64_" in line, line
+    missing = _NumpyBlas(folder=str(tmp_path)).describe()
+    assert missing.startswith("BLAS: single-threaded path off (not a Linux wheel's NumPy: no")
+    assert str(tmp_path) in missing and "through NumPy" in missing
+
+
+def test_the_blas_line_is_logged_once_at_debug_when_first_used(caplog, split_everything):
+    from cnnlab.blas import _NumpyBlas
+
+    caplog.set_level(logging.DEBUG, logger="cnnlab")
+    blas = _NumpyBlas()
+    assert caplog.records == []  # loading (and its self-test) logs nothing
+    with blas.single_threaded():
+        blas.gemm_accumulate(np.ones((2, 3)), np.ones((3, 2)), np.zeros((2, 2)))
+    with blas.single_threaded():
+        pass
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("cnnlab", "DEBUG", blas.describe())
+    ]

@@ -3,14 +3,29 @@
 NumPy's wheels ship OpenBLAS (ILP64, symbols prefixed `scipy_`). Two things NumPy does not
 offer are taken from it here by ctypes, each checked and with a fallback where the library is
 not found (then NumPy does the work, or the thread count is left alone).
+
+The single-threaded BLAS path (the products inside a share of `cnnlab.threads` run on one
+OpenBLAS thread, see `single_threaded`) is active when NumPy came from a Linux wheel: the
+library is `numpy.libs/libscipy_openblas64_*.so`, it passes a GEMM self-test, and it exports
+`openblas_set_num_threads`. It is off for NumPy built against another BLAS (conda's MKL, a
+distribution's OpenBLAS) and for the macOS and Windows wheels, whose library lies elsewhere
+under another name. Off, the results are the same; OpenBLAS may then wake its own threads
+inside cnnlab's shares (more threads than cores, and slower), and conv's `out += a @ b`
+costs a temporary. `describe()` says in one line which it is and why; the line is logged
+once, at DEBUG on the "cnnlab" logger, the first time a pass or a GEMM uses the BLAS.
 """
 
 import contextlib
 import ctypes
 import glob
+import logging
 import os
+import threading
 
 import numpy as np
+
+LIBRARY = "libscipy_openblas64_*.so"
+NUMPY_LIBS = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
 
 
 class _NumpyBlas:
@@ -25,10 +40,16 @@ class _NumpyBlas:
 
     ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
-    def __init__(self):
+    def __init__(self, folder=NUMPY_LIBS):
         self.functions, self.get_threads, self.set_threads = {}, None, None
-        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-        for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so"))):
+        self.path, self.problem = None, f"not a Linux wheel's NumPy: no {LIBRARY} in {folder}"
+        self._logged, self._log_lock = True, threading.Lock()  # not during the self-test
+        self._load(folder)
+        self._logged = False
+
+    def _load(self, folder):
+        for path in sorted(glob.glob(os.path.join(folder, LIBRARY))):
+            self.path = path
             try:
                 library = ctypes.CDLL(path)
                 pairs = [(np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)]
@@ -43,8 +64,9 @@ class _NumpyBlas:
                 if self._self_test():
                     self._bind_thread_control(library)
                     return
-            except (OSError, AttributeError):
-                pass
+                self.problem = f"{path} failed the GEMM self-test"
+            except (OSError, AttributeError) as error:
+                self.problem = f"{path} did not load: {error}"
             self.functions = {}
 
     def _bind_thread_control(self, library):
@@ -52,7 +74,9 @@ class _NumpyBlas:
             get_threads = library.scipy_openblas_get_num_threads64_
             set_threads = library.scipy_openblas_set_num_threads64_
         except AttributeError:
+            self.problem = f"{self.path} has no scipy_openblas_set_num_threads64_"
             return
+        self.problem = None
         get_threads.argtypes, get_threads.restype = [], ctypes.c_int
         set_threads.argtypes, set_threads.restype = [ctypes.c_int64], None
         self.get_threads, self.set_threads = get_threads, set_threads
@@ -65,6 +89,7 @@ class _NumpyBlas:
         wake its own threads too, and they keep spinning on the cores for a while after each
         product, taking turns with the threads that should do the next copy.
         """
+        self._log_once()
         if self.set_threads is None:
             yield
             return
@@ -76,6 +101,24 @@ class _NumpyBlas:
         finally:
             if before != 1:
                 self.set_threads(before)
+
+    def describe(self):
+        """One line: whether the single-threaded BLAS path is active, and why."""
+        gemm = "through ctypes" if self.functions else "through NumPy (out += a @ b)"
+        if self.problem is not None:
+            return (f"BLAS: single-threaded path off ({self.problem}): OpenBLAS may use its own "
+                    f"threads inside cnnlab's; accumulating GEMM {gemm}")  # fmt: skip
+        return (f"BLAS: single-threaded path active: NumPy's OpenBLAS {self.path} through "
+                f"ctypes, 1 thread inside cnnlab's shares, {self.get_threads()} outside; "
+                f"accumulating GEMM {gemm}")  # fmt: skip
+
+    def _log_once(self):
+        if self._logged:
+            return
+        with self._log_lock:
+            if not self._logged:
+                self._logged = True
+                logging.getLogger("cnnlab").debug(self.describe())
 
     def _self_test(self):
         rng = np.random.default_rng(0)
@@ -101,6 +144,7 @@ class _NumpyBlas:
 
     def gemm_accumulate(self, a, b, out):
         """out += a @ b for 2-D arrays: a (M, K), b (K, N), out (M, N)."""
+        self._log_once()
         function = self.functions.get(out.dtype)
         operands = None
         if function is not None and a.dtype == b.dtype == out.dtype and min(a.shape + b.shape) > 0:
@@ -118,3 +162,8 @@ class _NumpyBlas:
 
 
 BLAS = _NumpyBlas()
+
+
+def describe() -> str:
+    """One line: whether the single-threaded BLAS path is active, and why (see the module)."""
+    return BLAS.describe()

@@ -1,43 +1,20 @@
 """Tensor: an ndarray that remembers how it was computed, and backward() through that graph.
 
-Every op on tensors that require grad records a node: the primitive (a `Function` from
-`cnnlab.ops`, holding what its backward needs) and its input tensors. `backward()` orders the
-graph once (reverse topological order), asks each node's primitive for its input gradients,
-undoes broadcasting, checks shapes and accumulates: all of the bookkeeping lives here, once.
-After backward the graph's saved arrays are released, so memory does not grow step by step.
+Every op on tensors that require grad (while grad mode is on) records a node: the primitive
+(a `Function` from `cnnlab.ops`, holding what its backward needs) and its input tensors.
+`backward()` hands the graph to `cnnlab.autograd`, which orders it, calls each primitive's
+backward, undoes broadcasting, checks shapes and accumulates, once for every op.
 """
 
 import numbers
 
 import numpy as np
 
+from cnnlab import autograd
+from cnnlab.autograd import is_grad_enabled, no_grad
 from cnnlab.ops import elementwise, loss, matmul, movement, reduce
 
-_grad_enabled = True
-
-
-class no_grad:
-    """Context manager (and decorator) in which ops record no graph, as torch.no_grad."""
-
-    def __enter__(self):
-        global _grad_enabled
-        self.previous, _grad_enabled = _grad_enabled, False
-
-    def __exit__(self, *exc_info):
-        global _grad_enabled
-        _grad_enabled = self.previous
-
-    def __call__(self, function):
-        def wrapper(*args, **kwargs):
-            with no_grad():
-                return function(*args, **kwargs)
-
-        wrapper.__name__, wrapper.__doc__ = function.__name__, function.__doc__
-        return wrapper
-
-
-def is_grad_enabled():
-    return _grad_enabled
+__all__ = ["Tensor", "is_grad_enabled", "no_grad", "tensor"]
 
 
 def _to_array(data, dtype=None):
@@ -90,7 +67,7 @@ class Tensor:
         """Run a primitive on tensors (or constants) and record the node if a grad is needed."""
         tensors = [item if isinstance(item, Tensor) else Tensor(item) for item in inputs]
         needs = [tensor.requires_grad for tensor in tensors]
-        record = _grad_enabled and any(needs)
+        record = is_grad_enabled() and any(needs)
         function = function_class(needs if record else [False] * len(needs))
         out = Tensor.__new__(Tensor)
         out.data = np.asarray(function.forward(*[t.data for t in tensors], **options))
@@ -126,53 +103,7 @@ class Tensor:
         grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
         if grad.shape != self.shape:
             raise ValueError(f"backward: grad has shape {grad.shape}, expected {self.shape}")
-        grads = {id(self): grad}
-        for node in self._topological_order():
-            node_grad = grads.pop(id(node), None)
-            if node_grad is None:
-                continue
-            if node._function is None or node._retains_grad:
-                node._accumulate(node_grad)
-            if node._function is None:
-                continue
-            input_grads = node._function.backward(node_grad)
-            for parent, parent_grad in zip(node._parents, input_grads, strict=True):
-                if parent_grad is None or not parent.requires_grad:
-                    continue
-                parent_grad = _unbroadcast(np.asarray(parent_grad), parent.shape, node._function)
-                key = id(parent)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
-            if not retain_graph:
-                node._function, node._parents, node._released = None, (), True
-
-    def _topological_order(self):
-        """Nodes from self back to the leaves, each after every node that uses it."""
-        if self._released:
-            raise RuntimeError(
-                "backward: the graph was already released by an earlier backward; "
-                "pass retain_graph=True to the first call to backward through it twice"
-            )
-        order, visited, stack = [], set(), [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for parent in node._parents:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
-        return reversed(order)
-
-    def _accumulate(self, grad):
-        grad = grad.astype(self.data.dtype, copy=False)
-        if self.grad is None:
-            self.grad = np.array(grad, copy=True)  # own it: grad may alias another array
-        else:
-            self.grad += grad
+        autograd.backward(self, grad, retain_graph)
 
     def retain_grad(self):
         """Keep `.grad` on this non-leaf tensor during backward (as torch)."""
@@ -209,7 +140,7 @@ class Tensor:
 
     @property
     def is_leaf(self):
-        return self._function is None
+        return self._function is None and not self._released  # freed nodes stay non-leaves
 
     def numpy(self):
         return self.data
@@ -289,7 +220,14 @@ class Tensor:
     def __ge__(self, other):
         return Tensor(self.data >= _data(other))
 
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # by identity, as torch: sets and dicts hold tensors, not values
+
+    def __bool__(self):
+        """The value of a one-element tensor (so `t > 2` reads as a condition), as torch."""
+        if self.data.size != 1:
+            count = "no values" if self.data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {count} is ambiguous")
+        return bool(self.data.item())
 
     # ----- elementwise functions ------------------------------------------------------------
     def exp(self):
@@ -401,21 +339,6 @@ def _axis_args(axis, keepdims, dim, keepdim):
     if isinstance(axis, list):
         axis = tuple(axis)
     return axis, bool(keepdims)
-
-
-def _unbroadcast(grad, shape, function):
-    """Sum a gradient of the broadcast shape back down to an input's `shape`."""
-    if grad.shape == shape:
-        return grad
-    extra = grad.ndim - len(shape)
-    if extra < 0:
-        raise RuntimeError(f"{function!r}: gradient shape {grad.shape} for input of {shape}")
-    axes = tuple(range(extra)) + tuple(
-        extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] != 1
-    )
-    grad = grad.sum(axis=axes, keepdims=True) if axes else grad
-    grad = grad.reshape(shape)
-    return grad
 
 
 def tensor(data, requires_grad=False, dtype=None):

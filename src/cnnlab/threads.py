@@ -23,9 +23,16 @@ count everything is deterministic.
 The default thread count is CNNLAB_NUM_THREADS, else OPENBLAS_NUM_THREADS, else
 OMP_NUM_THREADS, else the number of cores this process may run on: the same count as the
 matrix products.
+
+Passes may come from several threads at once, and a share may itself call `parallel_for`: that
+nested pass runs inline, on the share's thread (its pool's workers may all be busy with the
+shares that wait for it). A pass reads the thread count and takes its pool in one step, under
+a lock; `set_num_threads` then never waits for a running pass and never takes its pool from
+under it: the pass finishes on the pool it started with, whose workers leave afterwards.
 """
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from cnnlab.blas import BLAS
@@ -48,8 +55,24 @@ def _default_num_threads():
         return os.cpu_count() or 1
 
 
+class _ThreadState(threading.local):
+    in_share = False  # True while this thread runs a share of a pass
+
+
 _num_threads = _default_num_threads()
-_executor, _executor_pid = None, None
+_pool, _pool_workers = None, 0
+_lock = threading.Lock()  # the thread count and the pool change together, passes start alone
+_this_thread = _ThreadState()
+
+
+def _forget_the_pool():
+    """In a forked child: the parent's workers (and whoever held the lock) are not there."""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_the_pool)
 
 
 def get_num_threads() -> int:
@@ -61,44 +84,63 @@ def set_num_threads(count: int) -> None:
     """Use `count` threads (>= 1) for the ops' copies and elementwise passes from now on.
 
     The ops' matrix products are split over the same threads, each share on one BLAS thread.
+    A pass already running finishes on the threads it started with.
     """
-    global _num_threads, _executor
+    global _num_threads, _pool
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {count!r}")
-    if count != _num_threads and _executor is not None:
-        _executor.shutdown()
-        _executor = None
-    _num_threads = count
+    with _lock:
+        _num_threads = count
+        if _pool is not None and _pool_workers != count - 1:
+            _pool.shutdown(wait=False)  # its queued shares still run, then its workers leave
+            _pool = None
 
 
 def parallel_for(function, length: int, nbytes: int) -> None:
     """Call function(share) for contiguous slices `share` that together cover range(length),
-    one per thread, at once; all on this thread when `nbytes` (the work's size) is small.
+    one per thread, at once; all on this thread when `nbytes` (the work's size) is small or
+    when this thread is itself running a share of a pass.
 
     BLAS calls inside run on their caller's thread alone (see `BLAS.single_threaded`): a
     matrix product is split by its share like any other pass. The shares must write disjoint
     memory. An exception in any share is raised here, after every share has finished.
     """
-    parts = min(_num_threads, length) if nbytes >= MIN_BYTES else 1
     with BLAS.single_threaded():
-        if parts <= 1:
+        first, futures = None, []
+        if nbytes >= MIN_BYTES and not _this_thread.in_share:
+            first, futures = _hand_out(function, length)
+        if first is None:
             function(slice(0, length))
-        else:
-            _run_shares(function, length, parts)
+            return
+        try:
+            _run_share(function, first)
+        finally:
+            errors = [future.exception() for future in futures]
+        for error in errors:
+            if error is not None:
+                raise error
 
 
-def _run_shares(function, length, parts):
-    global _executor, _executor_pid
-    if _executor is None or _executor_pid != os.getpid():  # a forked child has no workers
-        _executor = ThreadPoolExecutor(_num_threads - 1, thread_name_prefix="cnnlab")
-        _executor_pid = os.getpid()
-    bounds = [length * part // parts for part in range(parts + 1)]
-    shares = [slice(bounds[part], bounds[part + 1]) for part in range(parts)]
-    futures = [_executor.submit(function, share) for share in shares[1:]]
+def _hand_out(function, length):
+    """Split range(length) by the thread count and submit every share but the first to the
+    pool, both read under the lock. Returns (first share, futures), or (None, []) for one."""
+    global _pool, _pool_workers
+    with _lock:
+        parts = min(_num_threads, length)
+        if parts <= 1:
+            return None, []
+        if _pool is None:
+            _pool_workers = _num_threads - 1
+            _pool = ThreadPoolExecutor(_pool_workers, thread_name_prefix="cnnlab")
+        bounds = [length * part // parts for part in range(parts + 1)]
+        shares = [slice(bounds[part], bounds[part + 1]) for part in range(parts)]
+        futures = [_pool.submit(_run_share, function, share) for share in shares[1:]]
+    return shares[0], futures
+
+
+def _run_share(function, share):
+    _this_thread.in_share = True
     try:
-        function(shares[0])
+        function(share)
     finally:
-        errors = [future.exception() for future in futures]
-    for error in errors:
-        if error is not None:
-            raise error
+        _this_thread.in_share = False

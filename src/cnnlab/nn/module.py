@@ -237,21 +237,29 @@ class Module:
                 PyTorch one: its CPU tensors convert).
             strict: every key of the module must be present and no other. Default: True.
 
+        Values convert to the module's dtypes within their kind (a float64 array into a float32
+        parameter, an int32 count into an int64 buffer), and integers go into floating
+        parameters when they convert exactly. A value of another kind (a float into an integer
+        buffer such as num_batches_tracked, a bool into a parameter) is refused: PyTorch would
+        cast it, truncating silently.
+
         Returns (missing_keys, unexpected_keys). Raises ValueError listing the missing and
-        unexpected keys (when strict) and every shape mismatch (always), before changing
-        anything.
+        unexpected keys (when strict), every shape mismatch and every dtype refused (always),
+        before changing anything.
         """
         entries = {key: (module, kind, name) for key, module, kind, name in self._state_entries()}
         arrays = {key: np.asarray(value) for key, value in state_dict.items()}
         missing = [key for key in entries if key not in arrays]
         unexpected = [key for key in arrays if key not in entries]
-        mismatched = []
+        mismatched, refused = [], []
         for key, (module, kind, name) in entries.items():
             if key in arrays:
                 target = getattr(module, kind)[name]
                 shape = target.shape
                 if arrays[key].shape != shape:
                     mismatched.append(f"{key}: got {arrays[key].shape}, expected {shape}")
+                elif not _loads_into(arrays[key], target.dtype):
+                    refused.append(f"{key}: expected {target.dtype}, found {arrays[key].dtype}")
         problems = []
         if strict and missing:
             problems.append(f"missing keys {missing}")
@@ -259,6 +267,8 @@ class Module:
             problems.append(f"unexpected keys {unexpected}")
         if mismatched:
             problems.append("shape mismatch for " + "; ".join(mismatched))
+        if refused:
+            problems.append("dtype mismatch for " + "; ".join(refused))
         if problems:
             raise ValueError(f"load_state_dict for {type(self).__name__}: " + "; ".join(problems))
         for key, (module, kind, name) in entries.items():
@@ -286,6 +296,16 @@ class Module:
         elif lines:
             body = "\n  " + "\n  ".join(lines) + "\n"
         return f"{type(self).__name__}({body})"
+
+
+def _loads_into(array, dtype):
+    """Whether `array` may be loaded into a value of `dtype`: floats into a float of any width,
+    integers into an integer or a float that keeps their values, anything else into its own
+    kind only."""
+    found, expected = array.dtype.kind, dtype.kind
+    if found in "iu" and expected in "iuf":
+        return bool(np.array_equal(array.astype(dtype), array))
+    return found == expected
 
 
 def _indent(text, spaces):
