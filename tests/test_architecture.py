@@ -13,9 +13,11 @@ LAYER = {
     "tensor": 2, "gradcheck": 2,
     "nn": 3,
     "optim": 4, "models": 4, "data": 4, "features": 4, "checkpoint": 4,
+    "metrics": 4,
     "analysis": 5, "viz": 5, "train": 5, "compare": 5, "pictures": 5,
     "config": 5, "rundir": 5, "inputs": 5, "runs": 5,
     "cli": 6, "cli_lab": 6,
+    "explain": 6,
     "__main__": 7,
 }  # fmt: skip
 
