@@ -6,14 +6,20 @@ on the torch twin of the cnnlab model (tests/torch_mirror.py). float32 throughou
 oracle comparisons, relative error <= 1e-4 (max |ours - theirs| / max |theirs|).
 """
 
+import importlib
+import pathlib
+
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 
 import cnnlab
 from cnnlab import nn
 from cnnlab.analysis import summary
 from cnnlab.explain import (
+    feature_visualisation,
+    gaussian_blur,
     grad_cam,
     layer_activations,
     layer_gradient,
@@ -29,6 +35,7 @@ from torch_mirror import torch_twin
 from helpers import relative_error
 
 TOLERANCE = 1e-4
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -344,3 +351,49 @@ def test_top_patches_break_ties_by_image_index_and_stop_at_every_position():
         assert len({tuple(patch[1:]) for patch in same}) == 1
     values = [value for *_, value in found]
     assert values[0] > 0 and values == sorted(values, reverse=True)
+
+
+# ----- feature visualisation ------------------------------------------------------------------
+def test_feature_visualisation_climbs_its_objective_reproducibly_within_bounds():
+    model = _model()
+
+    def visualise(seed, steps):
+        return feature_visualisation(model, "conv2", [0, 5, 5], (1, 28, 28),
+                                     np.random.default_rng(seed), steps=steps, bounds=(-1, 2))
+
+    first, again, other = visualise(7, 16), visualise(7, 16), visualise(8, 16)
+    assert first.shape == (3, 1, 28, 28) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.min() >= -1 and first.max() <= 2
+
+    def objective(images):
+        return layer_activations(model, images, "conv2")[[0, 1, 2], [0, 5, 5]].mean(axis=(1, 2))
+
+    assert np.all(objective(first) > objective(visualise(7, 0)) + 0.1)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 1.6])
+def test_gaussian_blur_is_scipy_gaussian_filter_with_repeated_edges(sigma):
+    images = np.random.default_rng(0).standard_normal((2, 3, 9, 12))
+    expected = scipy.ndimage.gaussian_filter(images, (0, 0, sigma, sigma), mode="nearest",
+                                             truncate=np.ceil(2 * sigma) / sigma)
+    np.testing.assert_allclose(gaussian_blur(images, sigma), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_feature_visualisation_refuses_bad_channels_and_a_missing_generator():
+    model = _model()
+    with pytest.raises(ValueError, match=r"feature_visualisation: channels must be ints in "
+                                         r"\[0, 64\) for layer 'relu2'"):
+        feature_visualisation(model, "relu2", [64], (1, 28, 28), np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"generator must be a numpy.random.Generator, got int"):
+        feature_visualisation(model, "relu2", [0], (1, 28, 28), 0)
+
+
+def test_the_explain_benchmark_prints_one_row_per_method(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    importlib.import_module("bench_explain").main(["--rounds", "1"])
+    out = capsys.readouterr().out
+    rows = [line.split(" | ")[0] for line in out.splitlines() if line.startswith("| ")][1:]
+    assert rows == ["| saliency", "| grad_cam relu2", "| occlusion 4/2"]
+    assert "cores; Python" in out
