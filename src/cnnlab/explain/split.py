@@ -115,9 +115,8 @@ def split_at(model, layer, input_shape):
         layer, or naming the container whose own forward makes the cut impossible.
     """
     for path, module in model.named_modules():
-        if any(True for _ in module.named_children()) and type(module).forward is not (
-            nn.Sequential.forward
-        ):
+        is_container = next(module.named_children(), None) is not None
+        if is_container and type(module).forward is not nn.Sequential.forward:
             where = path or "the model itself"
             raise ValueError(
                 f"split_at: {where} ({type(module).__name__}) has its own forward, so its "
@@ -160,7 +159,9 @@ def layer_gradient(model, images, layer, target=None):
 
     score_n = logits[n, target_n], the target's logit (before softmax); since the model is in
     eval mode each image's score depends on its own A only, so one backward of sum_n score_n
-    gives every d score_n / d A_n at once.
+    gives every d score_n / d A_n at once. The head runs without a graph and the parameters
+    are constants (`frozen`): no gradient is computed that is not asked for, and every
+    parameter's `.grad` stays as it was.
 
     Args:
         model: a Module in eval mode, split as `split_at` splits it.
