@@ -49,9 +49,7 @@ def train(config: TrainConfig, resume=False, progress=False, log=None,
     trainer = Trainer(config, train_set, val_set, progress=progress, log=log,
                       interrupt_after_steps=interrupt_after_steps)
     if resume:
-        trainer.load_state(*read_train_state(trainer.run_dir))
-        log(f"resuming {trainer.run_dir} after {trainer.epoch} epochs"
-            + (f" and {trainer.train_loader.position} steps" if trainer.partial["seen"] else ""))
+        trainer.load_state(*read_train_state(trainer.run_dir))  # logs where it resumes
     else:
         if holds_run(trainer.run_dir):
             log(f"replacing the previous run in {trainer.run_dir} (--overwrite)")
