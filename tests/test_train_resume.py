@@ -67,8 +67,8 @@ def test_a_finished_run_extended_gets_a_fresh_schedule_for_the_added_epochs(tmp_
     assert len(after_epoch) == 3
     assert_changed_every_epoch([before, *after_epoch])
     said = [line for line in lines if "fresh" in line]
-    assert said == [f"the run's {schedule} schedule ended with epoch 2: epochs 3-5 get a fresh "
-                    f"{schedule} schedule of their own, from lr 0.05"]
+    assert said == [f"the run's {schedule} schedule ended with epoch 2; a fresh {schedule} "
+                    f"schedule from lr 0.05 for the added epochs 3-5"]
 
 
 def test_an_extension_interrupted_and_resumed_equals_one_left_alone(tmp_path):

@@ -67,7 +67,8 @@ command line win. --resume continues RUN_DIR's run up to --epochs in total, with
 interrupted (Ctrl-C) and resumed, a run ends with the same weights as one left alone. Epochs
 added after a run's schedule has ended get a fresh schedule of the same kind over them, from
 the run's --lr; a run resumed before its end with another --epochs follows, from there, the
-schedule of a run of that many epochs. The log says which.
+schedule of a run of that many epochs. The log says which. One process at a time trains in a
+RUN_DIR (it holds an OS lock on RUN_DIR/.lock); another is refused, naming its PID.
 
 --features trains linear, svm or mlp on hand-designed features of the images instead of
 their pixels ({features}). They are computed once per image, concatenated and

@@ -374,16 +374,21 @@ class Trainer:
         if self.epoch >= end:
             start = self.epoch
             base = self.optimizer.param_groups[0]["initial_lr"]
-            message = (f"the run's {kind} schedule ended with epoch {end}: epochs {start + 1}-"
-                       f"{total} get a fresh {kind} schedule of their own, from lr {base:g}")
+            message = (f"the run's {kind} schedule ended with epoch {end}; a fresh {kind} "
+                       f"schedule from lr {base:g} for the added {_epochs(start, total)}")
         else:
-            message = (f"the {kind} schedule of epochs {start + 1}-{end} now ends with epoch "
+            message = (f"the {kind} schedule of {_epochs(start, end)} now ends with epoch "
                        f"{total}: from epoch {self.epoch + 1} on, the learning rates of a "
                        f"{total - start}-epoch schedule")
         self.scheduler = restart_schedule(self.config, self.optimizer, total - start,
                                           self.epoch - start)
         self.schedule = [start, total]
         self.log(message)
+
+
+def _epochs(start: int, end: int) -> str:
+    """Epochs [start, end) as the log numbers them: "epoch 3" or "epochs 3-5"."""
+    return f"epoch {end}" if end == start + 1 else f"epochs {start + 1}-{end}"
 
 
 def format_epoch(record: dict, total: int) -> str:
