@@ -180,11 +180,13 @@ def resume_to_end(config):
     {"model": "cnn-bn", "augment": True},
     {"model": "svm", "features": ["hog", "color"]},
 ], ids=["mlp", "cnn-bn-augment", "svm-features"])  # fmt: skip
-@pytest.mark.parametrize("stop_at", [(0, 3), (1, 6)], ids=["mid-epoch", "epoch-boundary"])
+@pytest.mark.parametrize("stop_at", [(0, 3), (0, 6), (1, 6)],
+                         ids=["mid-epoch", "two-epochs-left", "one-epoch-left"])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, options, stop_at):
     """Ctrl-C (a KeyboardInterrupt from a callback) at (epoch, step), then a resume in a new
     trainer: same weights, optimiser state, feature statistics and history (bar timings) as a
-    run left alone."""
+    run left alone. With two epochs left, the schedule's restored state decides the last
+    epoch's learning rate (the optimiser's saved one covers only the next)."""
     options = {**options, "epochs": 3}
     whole = run_to_end(make_config(tmp_path / "whole", **options))
 

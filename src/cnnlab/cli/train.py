@@ -64,7 +64,11 @@ The validation set is a seeded random --val-size images of the training set; --l
 then keeps the first N of the remaining training images. Options may also come from a TOML file
 (--config FILE, keys as the long flags, e.g. `lr = 0.01`, `batch-size = 64`); flags given on the
 command line win. --resume continues RUN_DIR's run up to --epochs in total, with its options;
-interrupted (Ctrl-C) and resumed, a run ends with the same weights as one left alone.
+interrupted (Ctrl-C) and resumed, a run ends with the same weights as one left alone. Epochs
+added after a run's schedule has ended get a fresh schedule of the same kind over them, from
+the run's --lr; a run resumed before its end with another --epochs follows, from there, the
+schedule of a run of that many epochs. The log says which. One process at a time trains in a
+RUN_DIR (it holds an OS lock on RUN_DIR/.lock); another is refused, naming its PID.
 
 --features trains linear, svm or mlp on hand-designed features of the images instead of
 their pixels ({features}). They are computed once per image, concatenated and

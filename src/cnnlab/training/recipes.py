@@ -57,23 +57,28 @@ def make_optimizer(config: TrainConfig, parameters):
     return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def make_scheduler(config: TrainConfig, optimizer):
-    """The learning-rate schedule, stepped once per epoch: cosine to zero over the run, a tenth
-    every third of the run, linear down to 1%, or constant."""
+def make_scheduler(config: TrainConfig, optimizer, epochs=None):
+    """The learning-rate schedule over `epochs` (default: config.epochs), stepped once per
+    epoch: cosine to zero, a tenth every third of the epochs, linear down to 1%, or constant."""
+    epochs = config.epochs if epochs is None else epochs
     if config.schedule == "cosine":
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     if config.schedule == "step":
-        return lr_scheduler.StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
+        return lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
     end = 0.01 if config.schedule == "linear" else 1.0
-    return lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=end,
-                                 total_iters=config.epochs)
+    return lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=end, total_iters=epochs)
 
 
-def retarget_schedule(scheduler, epochs: int) -> None:
-    """Stretch a restored schedule to a new total of epochs (resuming with a larger --epochs)."""
-    if hasattr(scheduler, "T_max"):
-        scheduler.T_max = epochs
-    elif hasattr(scheduler, "total_iters"):
-        scheduler.total_iters = epochs
-    elif hasattr(scheduler, "step_size"):
-        scheduler.step_size = max(1, epochs // 3)
+def restart_schedule(config: TrainConfig, optimizer, epochs: int, position: int = 0):
+    """A new schedule of `config.schedule`'s kind over `epochs` epochs, started from the base
+    learning rate and stepped `position` times: from here on the optimiser gets, bit for bit,
+    the learning rates a run of `epochs` epochs has from its epoch `position` on.
+
+    A run extended past its schedule's end gets one over the added epochs (position 0); a run
+    resumed before its end with another --epochs, the whole run's, at the epoch reached."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"]
+    scheduler = make_scheduler(config, optimizer, epochs)
+    for _ in range(position):
+        scheduler.step()
+    return scheduler

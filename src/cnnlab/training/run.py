@@ -13,6 +13,7 @@ from cnnlab.training.config import TrainConfig
 from cnnlab.training.recipes import prepare_data
 from cnnlab.training.rundir import (
     holds_run,
+    locked,
     model_path,
     read_train_state,
     start_run_dir,
@@ -27,7 +28,9 @@ def train(config: TrainConfig, resume=False, progress=False, log=None,
     evaluate the final model on the test set, save it to RUN_DIR/model.* and draw the plots.
 
     A RUN_DIR that already holds a run is continued with `resume`, replaced with `overwrite`,
-    and otherwise refused (ValueError), so no run is lost by accident.
+    and otherwise refused (ValueError), so no run is lost by accident. The whole run holds
+    RUN_DIR's lock (see cnnlab.training.rundir.locked): while one process trains there, another
+    is refused with RunDirBusy ("RUN_DIR is being trained by process PID").
 
     Returns:
         a summary: run_dir, model (path), epochs, best_epoch, best_val_accuracy,
@@ -35,9 +38,14 @@ def train(config: TrainConfig, resume=False, progress=False, log=None,
 
     Raises:
         TrainingInterrupted (Ctrl-C, checkpoint saved), TrainingDiverged, DatasetError,
-        CheckpointError, ValueError.
+        CheckpointError, RunDirBusy, ValueError.
     """
-    log = log or (lambda line: None)
+    with locked(config.out, create=not resume):
+        return _train(config, resume, progress, log or (lambda line: None),
+                      interrupt_after_steps, overwrite)
+
+
+def _train(config, resume, progress, log, interrupt_after_steps, overwrite) -> dict:
     run_dir = Path(config.out)
     if not resume and not overwrite and holds_run(run_dir):
         raise ValueError(f"--out {run_dir} already holds a run: --resume continues it, "
@@ -49,9 +57,7 @@ def train(config: TrainConfig, resume=False, progress=False, log=None,
     trainer = Trainer(config, train_set, val_set, progress=progress, log=log,
                       interrupt_after_steps=interrupt_after_steps)
     if resume:
-        trainer.load_state(*read_train_state(trainer.run_dir))
-        log(f"resuming {trainer.run_dir} after {trainer.epoch} epochs"
-            + (f" and {trainer.train_loader.position} steps" if trainer.partial["seen"] else ""))
+        trainer.load_state(*read_train_state(trainer.run_dir))  # logs where it resumes
     else:
         if holds_run(trainer.run_dir):
             log(f"replacing the previous run in {trainer.run_dir} (--overwrite)")

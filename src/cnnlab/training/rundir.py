@@ -8,12 +8,19 @@
                                     loader position, random generator, history
     metrics.jsonl                   one JSON object per finished epoch
     curves.png, confusion.png       loss/accuracy curves and the test confusion matrix
+    .lock                           locked by the process training the run, which wrote its
+                                    PID there (an OS lock: it dies with its process); a
+                                    RUN_DIR holding nothing else holds no run
 
 Other modules ask for a path (`model_path(run_dir)`, ...) or a fact (`holds_run`); a
-checkpoint's two suffixes are cnnlab.checkpoint's (`checkpoint_paths`).
+checkpoint's two suffixes are cnnlab.checkpoint's (`checkpoint_paths`). A whole run holds
+`locked(run_dir)`, so two trainings never write one RUN_DIR.
 """
 
+import contextlib
+import fcntl
 import json
+import os
 from pathlib import Path
 
 from cnnlab.checkpoint import checkpoint_paths, load_checkpoint
@@ -24,6 +31,7 @@ STATE_FORMAT = "cnnlab-train-state/1"
 MODEL_FORMAT = "cnnlab-model/1"
 MODEL, BEST, LAST = "model", "best", "last"  # checkpoints, each .safetensors and .json
 METRICS = "metrics.jsonl"
+LOCK = ".lock"
 CURVES, CONFUSION = "curves.png", "confusion.png"
 
 
@@ -97,6 +105,59 @@ def read_run_metadata(run_dir) -> tuple[dict, str]:
                           f"{_metadata_file(LAST)})")
 
 
+class RunDirBusy(ValueError):
+    """Another process is training the run in RUN_DIR; the message names its PID."""
+
+
+@contextlib.contextmanager
+def locked(run_dir, create=True):
+    """Hold RUN_DIR's lock (an exclusive flock on RUN_DIR/.lock) within the block, with this
+    process's PID written in the file. The OS releases it when the process ends, however it
+    ends, so a crash never leaves it held. The file is never removed: a process that opened
+    it must lock the same file as the next one.
+
+    Args:
+        run_dir: the run directory; made (with its parents) when missing, if `create`.
+        create: False to resume: a missing RUN_DIR is then a CheckpointError.
+
+    Raises:
+        RunDirBusy (a ValueError) when another process holds the lock; ValueError when RUN_DIR
+        is a file; CheckpointError when it is missing and not `create`.
+    """
+    run_dir = _checked_dir(run_dir)
+    if not create and not run_dir.exists():
+        raise _no_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+            raise RunDirBusy(f"{run_dir} is being trained by "
+                             + (f"process {holder}" if holder else "another process")) from None
+        # Written in place, not atomically: a new file would be a new, unlocked one.
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield run_dir
+        finally:
+            os.ftruncate(descriptor, 0)  # no stale PID for the next one to show
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _checked_dir(run_dir) -> Path:
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir}: exists and is not a directory")
+    return run_dir
+
+
+def _no_run_dir(run_dir) -> CheckpointError:
+    return CheckpointError(f"cannot resume {run_dir}: no such run directory")
+
+
 def read_train_state(run_dir) -> tuple[dict, dict]:
     """(arrays, metadata) of RUN_DIR/last, the state `--resume` continues from.
 
@@ -105,7 +166,7 @@ def read_train_state(run_dir) -> tuple[dict, dict]:
     """
     path = state_path(run_dir)
     if not Path(run_dir).is_dir():
-        raise CheckpointError(f"cannot resume {run_dir}: no such run directory")
+        raise _no_run_dir(run_dir)
     if not holds_run(run_dir):
         raise CheckpointError(f"cannot resume {run_dir}: it holds no training state "
                               f"({_metadata_file(path)} is missing)")
@@ -117,9 +178,7 @@ def read_train_state(run_dir) -> tuple[dict, dict]:
 
 def start_run_dir(run_dir) -> Path:
     """Create RUN_DIR for a fresh run, removing a previous run's files from it (only those)."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--out {run_dir}: exists and is not a directory")
+    run_dir = _checked_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stem in (MODEL, BEST, LAST):
         for path in checkpoint_paths(run_dir / stem):

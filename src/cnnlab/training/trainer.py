@@ -10,6 +10,12 @@ generator's state and the loader's position are checkpointed, so a run interrupt
 boundary or in the middle of one) and resumed ends with the same weights, bit for bit, as one
 left alone. Input statistics (channel mean and std, or the features' per-dimension mean and
 std) come from the training images alone.
+
+Resuming with another --epochs (logged in one line): a run whose schedule has ended gets, for
+the added epochs, a fresh schedule of the same kind over them, from the base learning rate (as
+a new PyTorch scheduler would be made for them); a run resumed before its schedule's end
+follows, from where it resumed, the schedule of a run of the new total (stretched or shortened,
+bit for bit the learning rates a run started with that --epochs has there).
 """
 
 import contextlib
@@ -35,7 +41,7 @@ from cnnlab.training.recipes import (
     augmentation,
     make_optimizer,
     make_scheduler,
-    retarget_schedule,
+    restart_schedule,
 )
 from cnnlab.training.rundir import (
     MODEL_FORMAT,
@@ -119,6 +125,7 @@ class Trainer:
         self.loss = loss_function(MODELS[config.model].loss, config.margin)
         self.optimizer = make_optimizer(config, self.model.parameters())
         self.scheduler = make_scheduler(config, self.optimizer)
+        self.schedule = [0, config.epochs]  # the epochs [start, end) the scheduler spans
         augment = augmentation(config.dataset, self.image_shape) if config.augment else None
         self.train_loader = self.inputs.loader(
             train_set, config.batch_size, shuffle=True, seed=derived_seed(config.seed, "loader"),
@@ -316,6 +323,7 @@ class Trainer:
             "epoch": self.epoch,
             "optimizer": optimizer_tree,
             "scheduler": scheduler_tree,
+            "schedule": self.schedule,
             "loader": self.train_loader.state_dict(),
             "rng": rng.get_rng_state(),
             "history": self.history,
@@ -347,11 +355,40 @@ class Trainer:
             self.train_loader.load_state_dict(metadata["loader"])
         except (ValueError, KeyError, TypeError) as error:
             raise CheckpointError(f"cannot resume {self.run_dir}: {error}") from error
-        retarget_schedule(self.scheduler, self.config.epochs)
         rng.set_rng_state(metadata["rng"])
         self.epoch, self.history = metadata["epoch"], metadata["history"]
         self.best, self.stopped_early = metadata["best"], metadata["stopped_early"]
         self.partial = metadata["partial"]
+        self.schedule = list(metadata.get("schedule", [0, metadata["config"]["epochs"]]))
+        self.log(f"resuming {self.run_dir} after {self.epoch} epochs"
+                 + (f" and {self.train_loader.position} steps" if self.partial["seen"] else ""))
+        self._fit_schedule_to_epochs()
+
+    def _fit_schedule_to_epochs(self) -> None:
+        """Resumed with another --epochs: a fresh schedule for epochs added after the schedule
+        ended, else the new total's schedule from here on (see the module docstring)."""
+        start, end = self.schedule
+        total, kind = self.config.epochs, self.config.schedule
+        if end == total or self.epoch >= total or self.stopped_early:
+            return  # the same plan, or nothing left to train
+        if self.epoch >= end:
+            start = self.epoch
+            base = self.optimizer.param_groups[0]["initial_lr"]
+            message = (f"the run's {kind} schedule ended with epoch {end}; a fresh {kind} "
+                       f"schedule from lr {base:g} for the added {_epochs(start, total)}")
+        else:
+            message = (f"the {kind} schedule of {_epochs(start, end)} now ends with epoch "
+                       f"{total}: from epoch {self.epoch + 1} on, the learning rates of a "
+                       f"{total - start}-epoch schedule")
+        self.scheduler = restart_schedule(self.config, self.optimizer, total - start,
+                                          self.epoch - start)
+        self.schedule = [start, total]
+        self.log(message)
+
+
+def _epochs(start: int, end: int) -> str:
+    """Epochs [start, end) as the log numbers them: "epoch 3" or "epochs 3-5"."""
+    return f"epoch {end}" if end == start + 1 else f"epochs {start + 1}-{end}"
 
 
 def format_epoch(record: dict, total: int) -> str:
