@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab.cli import main
 from cnnlab.cli.analysis import add_commands
 from cnnlab.training.compare import MODELS, ComparisonRow, compare, comparison_table
 
@@ -138,9 +139,37 @@ def test_viz_and_summary_of_a_features_run(comparison, tmp_path, capsys):
     assert records[-1]["output_shape"] == [2]
 
 
-def test_viz_receptive_field_of_a_named_layer_and_bad_names(comparison, tmp_path):
+def test_viz_receptive_field_of_a_named_layer(comparison, tmp_path):
     root, _, _ = comparison
     run(["viz", str(root / "out" / "cnn"), "--layer", "conv1", "--out", str(tmp_path)])
     assert "receptive_field.png" in pngs(tmp_path)
-    with pytest.raises(ValueError, match="no spatial layer named 'fc9'"):
-        run(["viz", str(root / "out" / "cnn"), "--layer", "fc9", "--out", str(tmp_path)])
+
+
+def files_in(folder):
+    return {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}
+
+
+@pytest.mark.parametrize("model, argv, fragments", [
+    ("cnn", ["--layer", "conv9"],
+     ["--layer must be one of conv1, relu1, maxpool1, conv2, relu2, maxpool2", "'conv9'"]),
+    ("pixels-linear", ["--layer", "conv1"], ["--layer", "no spatial layer", "'conv1'"]),
+    ("features-linear", ["--layer", "conv1"], ["--layer and --image apply to models on pixels"]),
+    ("cnn", ["--index", "99"], ["--index must lie in 0..19, got 99"]),
+    ("cnn/best.json", [], ["best.json: viz draws a run: give its RUN_DIR"]),
+])
+def test_viz_checks_every_option_before_writing_anything(comparison, capsys, model, argv,
+                                                         fragments):
+    """A bad option: one line naming what is valid, exit 2, and no file written or replaced in
+    the run directory (the default output folder)."""
+    root, _, _ = comparison
+    path = root / "out" / model
+    run_dir = path if path.is_dir() else path.parent
+    before = files_in(run_dir)
+    status = main(["viz", str(path), *argv])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+    assert "receptive_field_overlay" not in err
+    assert files_in(run_dir) == before

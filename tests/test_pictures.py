@@ -87,7 +87,8 @@ def test_receptive_field_overlay_defaults_to_the_centre_of_the_last_spatial_laye
     assert box == (5, 5, 14, 14)
     record, box = receptive_field_overlay(cnn(1), (1, 16, 16), layer="conv1", position=(0, 0))
     assert box == (0, 0, 1, 1)
-    with pytest.raises(ValueError, match="no spatial layer named 'linear1'"):
+    with pytest.raises(ValueError, match=r"conv1, relu1, maxpool1, conv2, relu2, maxpool2\), "
+                                         "got 'linear1'"):
         receptive_field_overlay(cnn(1), (1, 16, 16), layer="linear1")
 
 
