@@ -113,8 +113,13 @@ def test_bad_names_and_options_are_clear_errors():
         build_model("cnn-bn", dropout=1.0)
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         build_model("cnn", kernel_size=4)
-    with pytest.raises(ValueError, match=r"too small for 3 blocks.*\(W - K \+ 2P\)/S \+ 1"):
+    with pytest.raises(ValueError, match=r"too small for 3 blocks of 2x2 pooling \(block 3\): "
+                                         r"max_pool2d: output height \(H - K \+ 2P\)/S \+ 1 = "
+                                         r"\(1 - 2 \+ 0\)/2 \+ 1 = 0 is not positive"):
         build_model("cnn", channels=(8, 8, 8), input_size=(4, 4))
+    with pytest.raises(ValueError, match=r"\(block 3\): max_pool2d: output width "
+                                         r"\(W - K \+ 2P\)/S \+ 1 = \(1 - 2 \+ 0\)/2"):
+        build_model("cnn", channels=(8, 8, 8), input_size=(8, 4))
     with pytest.raises(ValueError, match="num_classes must be a positive int"):
         build_model("linear", num_classes=0)
     with pytest.raises(ValueError, match="was not made by build_model"):
