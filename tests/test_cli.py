@@ -79,6 +79,7 @@ def test_train_writes_the_run_and_reports_test_accuracy(folder, tmp_path, capsys
                                 "--out", run_dir], capsys)
     assert status == 0, err
     assert out.startswith("test accuracy ") and str(run_dir) in out
+    assert " after 2 epochs; " in out
     names = {path.name for path in run_dir.iterdir()}
     assert {"model.safetensors", "model.json", "metrics.jsonl", "last.safetensors",
             "last.json", "best.safetensors", "best.json", "curves.png",
@@ -110,6 +111,31 @@ def test_evaluate_json(trained, capsys):
     assert result["count"] == 18 and set(result["per_class_accuracy"]) == set(CLASSES)
     status, out, _ = run_cli(["evaluate", trained / "best.safetensors"], capsys)
     assert status == 0 and out.startswith("accuracy ")
+
+
+def test_json_output_is_one_object_with_a_matrix_row_per_line(trained, capsys):
+    """8 keys, the per-class accuracies on one line, the 3 x 3 confusion matrix on 3 lines."""
+    status, out, err = run_cli(["evaluate", trained, "--json"], capsys)
+    assert status == 0, err
+    result = json.loads(out)
+    lines = out.strip().splitlines()
+    assert len(result) == 8 and len(lines) == 1 + 8 + 3 + 1 + 1, out
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[-6:-3]] == result[
+        "confusion_matrix"]
+    assert f'  "per_class_accuracy": {json.dumps(result["per_class_accuracy"])},' in lines
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly():
+    """`cnnlab summary | head`, with the reader gone before anything is written: no message,
+    status 141 (128 + SIGPIPE), as a Unix tool killed by SIGPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "cnnlab", "summary", "--json"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
 
 
 def test_predict_converts_any_image(trained, tmp_path, capsys):
@@ -194,9 +220,10 @@ def test_config_file_under_flags(folder, tmp_path, capsys):
     config.write_text(f'dataset = "folder:{folder}"\nmodel = "linear"\nepochs = 1\nlr = 0.5\n'
                       'batch-size = 8\n')
     run_dir = tmp_path / "run"
-    status, _, err = run_cli(["train", "--config", config, "--lr", "0.02", "--quiet",
-                              "--out", run_dir], capsys)
+    status, out, err = run_cli(["train", "--config", config, "--lr", "0.02", "--quiet",
+                                "--out", run_dir], capsys)
     assert status == 0, err
+    assert " after 1 epoch; " in out
     _, state = load_checkpoint(run_dir / "last")
     assert state["config"]["lr"] == 0.02 and state["config"]["batch_size"] == 8
     assert state["config"]["model"] == "linear" and state["epoch"] == 1

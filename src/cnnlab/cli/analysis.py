@@ -2,7 +2,6 @@
 cnnlab.training.compare."""
 
 import argparse
-import json
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from cnnlab.analysis.model_pictures import (
     save_model_pictures,
     spatial_layers,
 )
-from cnnlab.cli.common import add_command, add_debug, stderr
+from cnnlab.cli.common import add_command, add_debug, emit_json, stderr
 from cnnlab.errors import DatasetError
 from cnnlab.models import build_model
 from cnnlab.training.compare import MODELS, compare, comparison_table
@@ -154,7 +153,7 @@ def _summary(args):
                             input_size=input_shape[1:])
     records = summary(model, input_shape)
     if args.json:
-        print(json.dumps([record.as_dict() for record in records], indent=2))
+        emit_json([record.as_dict() for record in records])
     else:
         print(format_summary(records, input_shape))
 

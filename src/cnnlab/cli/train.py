@@ -208,8 +208,9 @@ def _train(args):
         overwrite=args.overwrite)
     if args.json:
         return emit_json(summary)
+    epochs = summary["epochs"]
     print(f"test accuracy {summary['test_accuracy']:.4f} (loss {summary['test_loss']:.4f}) "
-          f"after {summary['epochs']} epochs; best validation accuracy "
+          f"after {epochs} epoch{'' if epochs == 1 else 's'}; best validation accuracy "
           f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}")
     print(f"run:     {summary['run_dir']}\nmodel:   {summary['model']}\n"
           f"metrics: {metrics_path(summary['run_dir'])}\nplots:   {', '.join(summary['plots'])}")
