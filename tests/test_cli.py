@@ -16,6 +16,7 @@ from PIL import Image
 
 from cnnlab.checkpoint import load_checkpoint
 from cnnlab.cli import main
+from cnnlab.training.trained import expects_dark_background, light_background
 from test_train_viz import assert_png_with_content
 
 CLASSES = ("circle", "cross", "stripes")
@@ -155,6 +156,47 @@ def test_predict_converts_any_image(trained, tmp_path, capsys):
         assert {item["class"] for item in result["predictions"]} <= set(CLASSES)
     status, out, _ = run_cli(["predict", trained, big], capsys)
     assert status == 0 and out.startswith(f"{big}: ") and out.count("0.") >= 3
+
+
+def test_predict_says_when_a_light_background_fools_a_dark_background_model(trained, tmp_path,
+                                                                            capsys):
+    """The folder's images are light shapes on dark noise. The same cross drawn dark on white
+    gets a one-line warning naming it (and not the dark one) with the --invert hint; with
+    --invert it is the dark drawing again: no warning, the same probabilities."""
+    drawn = np.asarray(draw("cross", np.random.default_rng(2)))
+    dark, light = tmp_path / "dark.png", tmp_path / "light.png"
+    Image.fromarray(drawn).save(dark)
+    Image.fromarray(255 - drawn).save(light)
+    status, out, err = run_cli(["predict", trained, dark, "--json"], capsys)
+    assert status == 0 and err == "", err
+    expected = json.loads(out)["predictions"][0]["predictions"]
+    status, out, err = run_cli(["predict", trained, dark, light], capsys)
+    assert status == 0 and len(out.splitlines()) == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {light}: a light background")
+    assert "--invert" in lines[0] and str(dark) not in lines[0]
+    status, out, err = run_cli(["predict", trained, light, "--invert", "--json"], capsys)
+    assert status == 0 and err == "", err
+    assert json.loads(out)["predictions"][0]["predictions"] == expected
+
+
+def test_light_background_and_which_models_expect_a_dark_one():
+    dark = np.zeros((2, 1, 6, 6), np.uint8)
+    dark[:, :, 2:4, 2:4] = 250
+    light = 255 - dark
+    mixed = np.concatenate([dark[:1], light[:1], np.full((1, 1, 6, 6), 200, np.uint8)])
+    assert light_background(mixed).tolist() == [False, True, False]  # flat: no brighter border
+    colour = np.repeat(light, 3, axis=1)
+    assert light_background(colour).tolist() == [True, True]
+    grey = {"channels": 1, "mean": [0.29]}
+    assert expects_dark_background({"preprocessing": grey, "dataset": "folder:x"})
+    assert not expects_dark_background({"preprocessing": {**grey, "mean": [0.7]},
+                                        "dataset": "fashion-mnist"})
+    assert not expects_dark_background({"preprocessing": {"channels": 3, "mean": [0.2] * 3},
+                                        "dataset": "cifar10"})
+    features = {"channels": 1, "features": {}}
+    assert expects_dark_background({"preprocessing": features, "dataset": "mnist"})
+    assert not expects_dark_background({"preprocessing": features, "dataset": "folder:x"})
 
 
 def test_evaluate_reads_the_training_state_too(trained, capsys):
