@@ -85,15 +85,25 @@ def test_options_are_applied_and_recorded():
     assert [type(layer).__name__ for layer in mlp] == ["Flatten", "Linear"]
 
 
-def test_initialisation_follows_the_seed():
+def test_initialisation_follows_the_seed_or_the_generator():
+    """manual_seed fixes every weight; a generator, given instead, fixes every weight by its own
+    seed alone (each array differs for another seed) and draws nothing from the global one."""
     cnnlab.manual_seed(3)
     first = build_model("cnn").state_dict()
     cnnlab.manual_seed(3)
     second = build_model("cnn").state_dict()
     assert all(np.array_equal(first[key], second[key]) for key in first)
-    third = build_model("cnn", generator=np.random.default_rng(3)).state_dict()
     assert not np.array_equal(first["0.weight"], build_model("cnn").state_dict()["0.weight"])
-    assert third["0.weight"].shape == (32, 1, 3, 3)
+    same = [build_model("cnn", generator=np.random.default_rng(3)).state_dict() for _ in "ab"]
+    other = build_model("cnn", generator=np.random.default_rng(4)).state_dict()
+    assert list(same[0]) == list(first) and len(first) == 8  # 4 layers: weight and bias
+    for key in first:
+        np.testing.assert_array_equal(same[0][key], same[1][key])
+        assert not np.array_equal(same[0][key], other[key]), key
+    cnnlab.manual_seed(3)
+    build_model("cnn", generator=np.random.default_rng(9))
+    after = build_model("cnn").state_dict()
+    assert all(np.array_equal(first[key], after[key]) for key in first)
 
 
 def test_bad_names_and_options_are_clear_errors():
