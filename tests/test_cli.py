@@ -12,10 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.feature
 from PIL import Image
 
-from cnnlab.checkpoint import load_checkpoint
+import cnnlab
+from cnnlab.checkpoint import load_checkpoint, load_model
 from cnnlab.cli import main
+from cnnlab.data import load_dataset, load_image, train_val_split
+from cnnlab.training.config import derived_seed
+from cnnlab.training.trained import expects_dark_background, light_background
+from test_pictures import assert_png
 from test_train_viz import assert_png_with_content
 
 CLASSES = ("circle", "cross", "stripes")
@@ -63,6 +69,91 @@ def trained(folder, tmp_path_factory):
     return run_dir
 
 
+# ----- the numbers, computed here without the library's evaluate, predict or preprocessing ----
+def model_inputs(run_dir, pixels):
+    """(N, C, H, W) uint8 -> the model's inputs: (pixel / 255 - mean) / std for a model on
+    pixels; for one on hog,color features, scikit-image's HOG of each image and its intensity
+    histogram, standardised with the statistics saved beside the weights."""
+    arrays, metadata = load_checkpoint(Path(run_dir) / "model")
+    prep = metadata["preprocessing"]
+    values = pixels.astype(np.float64) / 255
+    if "features" not in prep:
+        mean, std = (np.asarray(prep[key])[:, None, None] for key in ("mean", "std"))
+        return ((values - mean) / std).astype(np.float32)
+    assert prep["features"]["names"] == ["hog", "color"]
+    options = prep["features"]["options"]
+    hogs = np.stack([skimage.feature.hog(
+        image[0], orientations=options["orientations"], block_norm=options["block_norm"],
+        pixels_per_cell=tuple(options["pixels_per_cell"]),
+        cells_per_block=tuple(options["cells_per_block"])) for image in values])
+    bins = options["bins"]  # pixel / 255 in [k / bins, (k + 1) / bins): bin k, 255 in the last
+    index = np.minimum(pixels[:, 0].reshape(len(pixels), -1).astype(int) * bins // 255, bins - 1)
+    histogram = (index[..., None] == np.arange(bins)).mean(axis=1)
+    features = np.concatenate([hogs, histogram], axis=1)
+    return ((features - arrays["features.mean"]) / arrays["features.std"]).astype(np.float32)
+
+
+def probabilities(run_dir, pixels):
+    """(N, K) float64 softmax of the saved model's scores on `model_inputs`."""
+    model, _ = load_model(Path(run_dir) / "model")
+    with cnnlab.no_grad():
+        scores = model.eval()(cnnlab.Tensor(model_inputs(run_dir, pixels))).data
+    scores = scores.astype(np.float64) - scores.max(axis=1, keepdims=True)
+    return np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+
+
+def folder_test_set(folder):
+    """The folder dataset's held-out test images (20% of each class, seed 0)."""
+    return load_dataset(f"folder:{folder}")[1]
+
+
+def validation_set(folder, run_dir):
+    """The run's validation images: its --val-size of the training images, drawn with the
+    seed training derives from --seed."""
+    config = json.loads((Path(run_dir) / "last.json").read_text())["config"]
+    train = load_dataset(f"folder:{folder}")[0]
+    return train_val_split(train, config["val_size"],
+                           seed=derived_seed(config["seed"], "split"))[1]
+
+
+def expected_evaluation(run_dir, data):
+    """Accuracy, mean cross-entropy, per-class accuracy and confusion matrix of the saved model
+    on `data`, from its softmax here."""
+    p = probabilities(run_dir, data.images)
+    predicted, labels = p.argmax(axis=1), data.labels
+    confusion = np.zeros((len(data.classes),) * 2, dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = {name: float(np.mean(predicted[labels == k] == k)) if np.any(labels == k)
+                 else None for k, name in enumerate(data.classes)}
+    return {"accuracy": float(np.mean(predicted == labels)),
+            "loss": float(-np.log(p[np.arange(len(labels)), labels]).mean()),
+            "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist(),
+            "count": len(labels)}
+
+
+def assert_evaluation(result, expected):
+    """`evaluate`'s dict against `expected_evaluation`: counts exact, the loss to float32."""
+    assert result["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert {key: result[key] for key in expected if key != "loss"} == {
+        key: value for key, value in expected.items() if key != "loss"}
+
+
+def assert_predictions(results, run_dir, paths, top_k):
+    """`predict`'s JSON against the softmax here of the same resized images."""
+    _, metadata = load_checkpoint(Path(run_dir) / "model")
+    prep, classes = metadata["preprocessing"], metadata["classes"]
+    pixels = np.stack([load_image(path, size=tuple(prep["input_size"]),
+                                  channels=prep["channels"]) for path in paths])
+    expected = probabilities(run_dir, pixels)
+    assert [result["image"] for result in results] == [str(path) for path in paths]
+    for result, row in zip(results, expected, strict=True):
+        order = np.argsort(-row, kind="stable")[:top_k]
+        assert [item["index"] for item in result["predictions"]] == order.tolist()
+        assert [item["class"] for item in result["predictions"]] == [classes[k] for k in order]
+        got = [item["probability"] for item in result["predictions"]]
+        assert got == pytest.approx(row[order].tolist(), rel=1e-5, abs=1e-7)
+
+
 def assert_one_line_error(status, err, *fragments):
     assert status == 2, err
     lines = err.strip().splitlines()
@@ -79,6 +170,7 @@ def test_train_writes_the_run_and_reports_test_accuracy(folder, tmp_path, capsys
                                 "--out", run_dir], capsys)
     assert status == 0, err
     assert out.startswith("test accuracy ") and str(run_dir) in out
+    assert " after 2 epochs; " in out
     names = {path.name for path in run_dir.iterdir()}
     assert {"model.safetensors", "model.json", "metrics.jsonl", "last.safetensors",
             "last.json", "best.safetensors", "best.json", "curves.png",
@@ -93,23 +185,77 @@ def test_train_writes_the_run_and_reports_test_accuracy(folder, tmp_path, capsys
         assert word in described
 
 
-def test_train_json_and_log_lines(folder, tmp_path, capsys):
+def test_train_json_and_log_lines_and_evaluate_of_a_model_that_errs(folder, tmp_path, capsys):
+    """One epoch of the linear model gets most test images wrong (an asymmetric confusion
+    matrix): train's summary and evaluate give the numbers computed here."""
     status, out, err = run_cli(["train", "--dataset", f"folder:{folder}", "--model", "linear",
                                 "--epochs", "1", "--json", "--out", tmp_path / "run"], capsys)
     assert status == 0
     summary = json.loads(out)
-    assert 0 <= summary["test_accuracy"] <= 1 and summary["epochs"] == 1
+    assert summary["epochs"] == 1
     assert "epoch 1/1" in err and "img/s" in err  # the log, on stderr
+    expected = expected_evaluation(tmp_path / "run", folder_test_set(folder))
+    assert summary["test_accuracy"] == expected["accuracy"] < 0.5
+    assert summary["test_loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    matrix = np.array(expected["confusion_matrix"])
+    assert (matrix != matrix.T).any()
+    status, out, err = run_cli(["evaluate", tmp_path / "run", "--json"], capsys)
+    assert status == 0, err
+    assert_evaluation(json.loads(out), expected)
 
 
-def test_evaluate_json(trained, capsys):
+def test_evaluate_gives_the_models_numbers_on_the_test_and_validation_splits(folder, trained,
+                                                                              capsys):
+    """The numbers computed here from the model's softmax, on the test split (6 images a
+    class) and on the run's validation split (7 images, classes unevenly), which also are the
+    last epoch's validation numbers in metrics.jsonl (the same weights)."""
     status, out, err = run_cli(["evaluate", trained, "--json"], capsys)
     assert status == 0, err
     result = json.loads(out)
-    assert 0 <= result["accuracy"] <= 1 and result["loss"] >= 0
-    assert result["count"] == 18 and set(result["per_class_accuracy"]) == set(CLASSES)
-    status, out, _ = run_cli(["evaluate", trained / "best.safetensors"], capsys)
-    assert status == 0 and out.startswith("accuracy ")
+    assert result["count"] == 18 and list(result["per_class_accuracy"]) == list(CLASSES)
+    assert_evaluation(result, expected_evaluation(trained, folder_test_set(folder)))
+    status, out, err = run_cli(["evaluate", trained, "--split", "val", "--json"], capsys)
+    assert status == 0, err
+    result = json.loads(out)
+    validation = validation_set(folder, trained)
+    assert len(set(np.bincount(validation.labels, minlength=3))) > 1
+    assert_evaluation(result, expected_evaluation(trained, validation))
+    last = json.loads((trained / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result["accuracy"] == last["val_accuracy"]
+    assert result["confusion_matrix"] == last["val_confusion_matrix"]
+    assert result["loss"] == pytest.approx(last["val_loss"], rel=1e-6)
+    status, out, _ = run_cli(["evaluate", trained], capsys)
+    result = json.loads(run_cli(["evaluate", trained, "--json"], capsys)[1])
+    assert status == 0 and out.splitlines() == [
+        f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  on 18 test images of "
+        f"folder:{folder}",
+        *(f"  {name:<7}  {accuracy:.4f}" for name, accuracy in
+          result["per_class_accuracy"].items())]
+
+
+def test_json_output_is_one_object_with_a_matrix_row_per_line(trained, capsys):
+    """8 keys, the per-class accuracies on one line, the 3 x 3 confusion matrix on 3 lines."""
+    status, out, err = run_cli(["evaluate", trained, "--json"], capsys)
+    assert status == 0, err
+    result = json.loads(out)
+    lines = out.strip().splitlines()
+    assert len(result) == 8 and len(lines) == 1 + 8 + 3 + 1 + 1, out
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[-6:-3]] == result[
+        "confusion_matrix"]
+    assert f'  "per_class_accuracy": {json.dumps(result["per_class_accuracy"])},' in lines
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly():
+    """`cnnlab summary | head`, with the reader gone before anything is written: no message,
+    status 141 (128 + SIGPIPE), as a Unix tool killed by SIGPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "cnnlab", "summary", "--json"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
 
 
 def test_predict_converts_any_image(trained, tmp_path, capsys):
@@ -120,15 +266,56 @@ def test_predict_converts_any_image(trained, tmp_path, capsys):
     small = tmp_path / "small.png"
     draw("circle", rng, size=9).convert("RGBA").save(small)
     status, out, err = run_cli(["predict", trained, big, small, "--top-k", "2", "--json"], capsys)
-    assert status == 0, err
+    assert status == 0 and err == "", err
     results = json.loads(out)["predictions"]
-    assert [Path(result["image"]).name for result in results] == ["big.jpg", "small.png"]
-    for result in results:
-        probabilities = [item["probability"] for item in result["predictions"]]
-        assert len(probabilities) == 2 and probabilities[0] >= probabilities[1]
-        assert {item["class"] for item in result["predictions"]} <= set(CLASSES)
+    assert_predictions(results, trained, [big, small], top_k=2)
     status, out, _ = run_cli(["predict", trained, big], capsys)
-    assert status == 0 and out.startswith(f"{big}: ") and out.count("0.") >= 3
+    _, out_json, _ = run_cli(["predict", trained, big, "--json"], capsys)
+    ranked = json.loads(out_json)["predictions"][0]["predictions"]
+    assert len(ranked) == 3 and status == 0
+    assert out == f"{big}: " + ", ".join(f"{item['class']} {item['probability']:.3f}"
+                                          for item in ranked) + "\n"
+
+
+def test_predict_says_when_a_light_background_fools_a_dark_background_model(trained, tmp_path,
+                                                                            capsys):
+    """The folder's images are light shapes on dark noise. The same cross drawn dark on white
+    gets a one-line warning naming it (and not the dark one) with the --invert hint; with
+    --invert it is the dark drawing again: no warning, the same probabilities."""
+    drawn = np.asarray(draw("cross", np.random.default_rng(2)))
+    dark, light = tmp_path / "dark.png", tmp_path / "light.png"
+    Image.fromarray(drawn).save(dark)
+    Image.fromarray(255 - drawn).save(light)
+    status, out, err = run_cli(["predict", trained, dark, "--json"], capsys)
+    assert status == 0 and err == "", err
+    expected = json.loads(out)["predictions"][0]["predictions"]
+    status, out, err = run_cli(["predict", trained, dark, light], capsys)
+    assert status == 0 and len(out.splitlines()) == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {light}: a light background")
+    assert "--invert" in lines[0] and str(dark) not in lines[0]
+    status, out, err = run_cli(["predict", trained, light, "--invert", "--json"], capsys)
+    assert status == 0 and err == "", err
+    assert json.loads(out)["predictions"][0]["predictions"] == expected
+
+
+def test_light_background_and_which_models_expect_a_dark_one():
+    dark = np.zeros((2, 1, 6, 6), np.uint8)
+    dark[:, :, 2:4, 2:4] = 250
+    light = 255 - dark
+    mixed = np.concatenate([dark[:1], light[:1], np.full((1, 1, 6, 6), 200, np.uint8)])
+    assert light_background(mixed).tolist() == [False, True, False]  # flat: no brighter border
+    colour = np.repeat(light, 3, axis=1)
+    assert light_background(colour).tolist() == [True, True]
+    grey = {"channels": 1, "mean": [0.29]}
+    assert expects_dark_background({"preprocessing": grey, "dataset": "folder:x"})
+    assert not expects_dark_background({"preprocessing": {**grey, "mean": [0.7]},
+                                        "dataset": "fashion-mnist"})
+    assert not expects_dark_background({"preprocessing": {"channels": 3, "mean": [0.2] * 3},
+                                        "dataset": "cifar10"})
+    features = {"channels": 1, "features": {}}
+    assert expects_dark_background({"preprocessing": features, "dataset": "mnist"})
+    assert not expects_dark_background({"preprocessing": features, "dataset": "folder:x"})
 
 
 def test_evaluate_reads_the_training_state_too(trained, capsys):
@@ -160,16 +347,21 @@ def test_features_train_well_and_evaluate_and_predict_repeat_them(features_run, 
     matches evaluate's view of the same image."""
     status, out, err = run_cli(["evaluate", features_run, "--json"], capsys)
     assert status == 0, err
-    assert json.loads(out)["accuracy"] >= 0.9  # 18 test images of 3 shapes
+    result = json.loads(out)
+    assert result["accuracy"] >= 0.9  # 18 test images of 3 shapes
+    assert_evaluation(result, expected_evaluation(features_run, folder_test_set(folder)))
     described = json.loads((features_run / "model.json").read_text())
     assert described["preprocessing"]["features"]["names"] == ["hog", "color"]
     assert described["extra_arrays"] == ["features.mean", "features.std"]
     assert described["model"]["input_size"] == [1, sum(
         described["preprocessing"]["features"]["dims"].values())]
-    status, out, err = run_cli(["predict", features_run, folder / "cross" / "29.png",
-                                "--json"], capsys)
+    images = [folder / "cross" / "29.png", folder / "circle" / "03.png"]
+    status, out, err = run_cli(["predict", features_run, *images, "--json", "--top-k", "3"],
+                               capsys)
     assert status == 0, err
-    assert json.loads(out)["predictions"][0]["predictions"][0]["class"] == "cross"
+    results = json.loads(out)["predictions"]
+    assert_predictions(results, features_run, images, top_k=3)
+    assert results[0]["predictions"][0]["class"] == "cross"
     status, out, err = run_cli(["summary", features_run], capsys)
     assert status == 0 and "(1, 1, 154)" in out, out + err
 
@@ -186,7 +378,9 @@ def test_plot_redraws(trained, capsys):
         (trained / name).unlink()
     status, out, _ = run_cli(["plot", trained], capsys)
     assert status == 0
-    assert (trained / "curves.png").exists() and (trained / "confusion.png").exists()
+    assert out.splitlines() == [str(trained / "curves.png"), str(trained / "confusion.png")]
+    assert_png(trained / "curves.png", (1000, 400))  # 10 x 4 inches at 100 dpi
+    assert_png(trained / "confusion.png", (600, 500))  # 3 classes: 6 x 5 inches
 
 
 def test_config_file_under_flags(folder, tmp_path, capsys):
@@ -194,9 +388,10 @@ def test_config_file_under_flags(folder, tmp_path, capsys):
     config.write_text(f'dataset = "folder:{folder}"\nmodel = "linear"\nepochs = 1\nlr = 0.5\n'
                       'batch-size = 8\n')
     run_dir = tmp_path / "run"
-    status, _, err = run_cli(["train", "--config", config, "--lr", "0.02", "--quiet",
-                              "--out", run_dir], capsys)
+    status, out, err = run_cli(["train", "--config", config, "--lr", "0.02", "--quiet",
+                                "--out", run_dir], capsys)
     assert status == 0, err
+    assert " after 1 epoch; " in out
     _, state = load_checkpoint(run_dir / "last")
     assert state["config"]["lr"] == 0.02 and state["config"]["batch_size"] == 8
     assert state["config"]["model"] == "linear" and state["epoch"] == 1

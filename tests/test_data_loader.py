@@ -84,11 +84,15 @@ def test_channel_stats_match_a_direct_float64_computation_across_chunks():
     assert mean.dtype == std.dtype == np.float32 and mean.shape == (3,)
 
 
-def test_channel_stats_of_a_constant_channel_do_not_divide_by_zero():
-    data = ImageDataset(np.full((4, 1, 2, 2), 51, np.uint8), np.zeros(4), ["a"])
+def test_channel_stats_floor_a_constant_channels_std_at_min_std():
+    """Channel 0 is constant (std 0, floored), channel 1 half 0 and half 255 (std 0.5, kept)."""
+    images = np.full((4, 2, 2, 2), 51, np.uint8)
+    images[:, 1] = [[0, 255], [255, 0]]
+    data = ImageDataset(images, np.zeros(4), ["a"])
     mean, std = channel_stats(data)
-    np.testing.assert_allclose(mean, [0.2])
-    assert std[0] > 0
+    np.testing.assert_allclose(mean, [0.2, 0.5], rtol=1e-7)
+    np.testing.assert_array_equal(std, np.float32([1e-3, 0.5]))
+    np.testing.assert_array_equal(channel_stats(data, min_std=0.25)[1], np.float32([0.25, 0.5]))
 
 
 # ---------------------------------------------------------------- loader
@@ -120,26 +124,36 @@ def test_loader_normalises_per_channel_exactly_as_torchvision():
         DataLoader(data, 8, mean=[0.5], std=[0.2])
 
 
+def seeded_batches(data, batch_size, seed, epoch, count=None):
+    """The documented order: epoch e is data[default_rng([seed, e, 0]).permutation(N)], cut
+    into batches (the first `count` of them), scaled to [0, 1]."""
+    order = np.random.default_rng([seed, epoch, 0]).permutation(len(data))
+    starts = range(0, len(data), batch_size)
+    return [(data.images[order[start:start + batch_size]].astype(np.float32) / np.float32(255),
+             data.labels[order[start:start + batch_size]]) for start in starts][:count]
+
+
 def test_drop_last():
-    loader = DataLoader(make_dataset(23), batch_size=5, drop_last=True, shuffle=True, seed=0)
-    batches = collect(loader)
-    assert len(loader) == 4 and [len(y) for _, y in batches] == [5, 5, 5, 5]
+    data = make_dataset(23)
+    loader = DataLoader(data, batch_size=5, drop_last=True, shuffle=True, seed=0)
+    assert len(loader) == 4
+    assert_same_batches(collect(loader), seeded_batches(data, 5, seed=0, epoch=0, count=4))
 
 
-def test_shuffle_is_a_permutation_per_epoch_and_a_function_of_the_seed():
+def test_shuffle_is_the_seeded_permutation_of_each_epoch():
     data = make_dataset(30)
     first = DataLoader(data, 7, shuffle=True, seed=11)
     epoch0, epoch1 = collect(first), collect(first)
-    for epoch in (epoch0, epoch1):
-        labels = np.concatenate([y for _, y in epoch])
-        np.testing.assert_array_equal(np.sort(labels), np.sort(data.labels))
+    assert_same_batches(epoch0, seeded_batches(data, 7, seed=11, epoch=0))
+    assert_same_batches(epoch1, seeded_batches(data, 7, seed=11, epoch=1))
     assert not np.array_equal(epoch0[0][0], epoch1[0][0])
-    same = DataLoader(data, 7, shuffle=True, seed=11)
-    assert_same_batches(collect(same), epoch0)
-    other = DataLoader(data, 7, shuffle=True, seed=12)
-    assert not np.array_equal(collect(other)[0][0], epoch0[0][0])
-    from_rng = [DataLoader(data, 7, shuffle=True, rng=np.random.default_rng(5)) for _ in range(2)]
-    assert_same_batches(collect(from_rng[0]), collect(from_rng[1]))
+    other = collect(DataLoader(data, 7, shuffle=True, seed=12))
+    assert_same_batches(other, seeded_batches(data, 7, seed=12, epoch=0))
+    assert not np.array_equal(other[0][0], epoch0[0][0])
+    from_rng = DataLoader(data, 7, shuffle=True, rng=np.random.default_rng(5))
+    seed = int(np.random.default_rng(5).integers(0, 2**63))  # the seed is drawn from rng
+    assert from_rng.seed == seed
+    assert_same_batches(collect(from_rng), seeded_batches(data, 7, seed=seed, epoch=0))
 
 
 AUGMENT = Compose([RandomCrop(padding=2), RandomHorizontalFlip(), RandomTranslate(1)])
@@ -194,14 +208,18 @@ def test_load_state_dict_refuses_a_different_configuration():
         DataLoader(make_dataset(21), 5, shuffle=True, seed=0).load_state_dict(state)
 
 
-def test_augmentation_changes_pixels_but_not_labels_or_shapes():
+def test_augmentation_of_batch_b_uses_its_own_seeded_generator():
+    """Batch b of epoch e is augment(images, default_rng([seed, e, 1, b])), then scaled; the
+    labels stay."""
     data = make_dataset(40)
-    plain = collect(DataLoader(data, 8, seed=1))
-    augmented = collect(DataLoader(data, 8, seed=1, augment=AUGMENT))
-    for (x, y), (x_aug, y_aug) in zip(plain, augmented, strict=True):
-        assert x_aug.shape == x.shape and x_aug.dtype == np.float32
-        np.testing.assert_array_equal(y_aug, y)
-    assert not np.array_equal(plain[0][0], augmented[0][0])
+    loader = DataLoader(data, 8, seed=1, augment=AUGMENT)
+    for epoch in (0, 1):
+        for index, (x, y) in enumerate(collect(loader)):
+            images = data.images[index * 8:(index + 1) * 8]
+            expected = AUGMENT(images, np.random.default_rng([1, epoch, 1, index]))
+            np.testing.assert_array_equal(x, expected.astype(np.float32) / np.float32(255))
+            np.testing.assert_array_equal(y, data.labels[index * 8:(index + 1) * 8])
+            assert not np.array_equal(expected, images)
 
 
 # ---------------------------------------------------------------- augmentations

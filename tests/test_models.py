@@ -85,15 +85,25 @@ def test_options_are_applied_and_recorded():
     assert [type(layer).__name__ for layer in mlp] == ["Flatten", "Linear"]
 
 
-def test_initialisation_follows_the_seed():
+def test_initialisation_follows_the_seed_or_the_generator():
+    """manual_seed fixes every weight; a generator, given instead, fixes every weight by its own
+    seed alone (each array differs for another seed) and draws nothing from the global one."""
     cnnlab.manual_seed(3)
     first = build_model("cnn").state_dict()
     cnnlab.manual_seed(3)
     second = build_model("cnn").state_dict()
     assert all(np.array_equal(first[key], second[key]) for key in first)
-    third = build_model("cnn", generator=np.random.default_rng(3)).state_dict()
     assert not np.array_equal(first["0.weight"], build_model("cnn").state_dict()["0.weight"])
-    assert third["0.weight"].shape == (32, 1, 3, 3)
+    same = [build_model("cnn", generator=np.random.default_rng(3)).state_dict() for _ in "ab"]
+    other = build_model("cnn", generator=np.random.default_rng(4)).state_dict()
+    assert list(same[0]) == list(first) and len(first) == 8  # 4 layers: weight and bias
+    for key in first:
+        np.testing.assert_array_equal(same[0][key], same[1][key])
+        assert not np.array_equal(same[0][key], other[key]), key
+    cnnlab.manual_seed(3)
+    build_model("cnn", generator=np.random.default_rng(9))
+    after = build_model("cnn").state_dict()
+    assert all(np.array_equal(first[key], after[key]) for key in first)
 
 
 def test_bad_names_and_options_are_clear_errors():
@@ -113,8 +123,13 @@ def test_bad_names_and_options_are_clear_errors():
         build_model("cnn-bn", dropout=1.0)
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         build_model("cnn", kernel_size=4)
-    with pytest.raises(ValueError, match=r"too small for 3 blocks.*\(W - K \+ 2P\)/S \+ 1"):
+    with pytest.raises(ValueError, match=r"too small for 3 blocks of 2x2 pooling \(block 3\): "
+                                         r"max_pool2d: output height \(H - K \+ 2P\)/S \+ 1 = "
+                                         r"\(1 - 2 \+ 0\)/2 \+ 1 = 0 is not positive"):
         build_model("cnn", channels=(8, 8, 8), input_size=(4, 4))
+    with pytest.raises(ValueError, match=r"\(block 3\): max_pool2d: output width "
+                                         r"\(W - K \+ 2P\)/S \+ 1 = \(1 - 2 \+ 0\)/2"):
+        build_model("cnn", channels=(8, 8, 8), input_size=(8, 4))
     with pytest.raises(ValueError, match="num_classes must be a positive int"):
         build_model("linear", num_classes=0)
     with pytest.raises(ValueError, match="was not made by build_model"):

@@ -27,16 +27,18 @@ def pair(value, name="value"):
 
 
 def output_size(size, kernel, stride, padding, op="conv2d", axis="width"):
-    """Output length along one spatial axis: floor((W - K + 2P) / S) + 1.
+    """Output length along one spatial axis: floor((W - K + 2P) / S) + 1 (H for the height).
 
     Raises ValueError quoting the formula with the numbers when the result is not positive,
-    e.g. "conv2d: output width (W - K + 2P)/S + 1 = (4 - 7 + 0)/1 + 1 = -2 is not positive".
+    e.g. "conv2d: output width (W - K + 2P)/S + 1 = (4 - 7 + 0)/1 + 1 = -2 is not positive",
+    or "max_pool2d: output height (H - K + 2P)/S + 1 = ..." along the height.
     """
     out = (size - kernel + 2 * padding) // stride + 1
     if out <= 0:
+        letter = "H" if axis == "height" else "W"
         raise ValueError(
-            f"{op}: output {axis} (W - K + 2P)/S + 1 = ({size} - {kernel} + {2 * padding})/{stride}"
-            f" + 1 = {out} is not positive (input {axis} {size}, kernel {kernel},"
+            f"{op}: output {axis} ({letter} - K + 2P)/S + 1 = ({size} - {kernel} + {2 * padding})"
+            f"/{stride} + 1 = {out} is not positive (input {axis} {size}, kernel {kernel},"
             f" padding {padding}, stride {stride})"
         )
     return out

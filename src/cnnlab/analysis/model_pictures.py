@@ -20,7 +20,7 @@ from cnnlab.analysis.pictures import (
     template_images,
 )
 from cnnlab.analysis.summary import summary
-from cnnlab.checks import check_number
+from cnnlab.checks import check_choice, check_number
 from cnnlab.data import load_dataset, load_image
 from cnnlab.files import atomic_write
 
@@ -57,6 +57,28 @@ def example_image(metadata, image_path=None, index=0, data_dir=None):
     return test.images[index]
 
 
+def spatial_layers(model, metadata) -> list[str]:
+    """The names (as in `summary`) of a trained model's layers whose outputs still have
+    positions in the image: the layers a receptive field can be drawn for."""
+    prep = metadata["preprocessing"]
+    records = summary(model, (prep["channels"], *prep["input_size"]))
+    return [record.name for record in records if record.spatial]
+
+
+def check_layer(layer, spatial_layers) -> None:
+    """--layer, when given, must name one of `spatial_layers` (names as in `summary`).
+
+    Raises:
+        ValueError naming --layer, the valid names and the one given.
+    """
+    if layer is None:
+        return
+    if not spatial_layers:
+        raise ValueError(f"--layer: the model has no spatial layer (its first layer flattens "
+                         f"the image), got {layer!r}")
+    check_choice("--layer", layer, spatial_layers)
+
+
 def save_model_pictures(model, metadata, out_dir, image=None, layer=None):
     """Every picture of a trained model that applies to it, as PNG files in out_dir.
 
@@ -75,10 +97,15 @@ def save_model_pictures(model, metadata, out_dir, image=None, layer=None):
 
     Returns:
         list of the written paths.
+
+    Raises:
+        ValueError for a `layer` that is not a spatial layer, before any file is written.
     """
     out_dir = Path(out_dir)
     prep, classes = metadata["preprocessing"], metadata["classes"]
     image_shape = (prep["channels"], *prep["input_size"])
+    spatial = spatial_layers(model, metadata)
+    check_layer(layer, spatial)  # before anything is written
     paths = []
     weight = linear_template_weight(model, image_shape)
     if weight is not None:
@@ -114,7 +141,7 @@ def save_model_pictures(model, metadata, out_dir, image=None, layer=None):
                 title=f"{name}: {len(maps)} activation maps of {maps.shape[1]} x {maps.shape[2]}",
             )
         )
-    if any(record.spatial for record in summary(model, image_shape)) or layer is not None:
+    if spatial:
         record, box = receptive_field_overlay(model, image_shape, layer)
         height, width = record.receptive_field
         paths.append(

@@ -159,15 +159,13 @@ def receptive_field_overlay(model, image_shape, layer=None, position=None):
         pixels, clipped to the image.
     """
     records = [record for record in summary(model, image_shape) if record.spatial]
-    if layer is not None:
-        records = [record for record in records if record.name == layer]
     if not records:
-        raise ValueError(
-            f"receptive_field_overlay: no spatial layer named {layer!r}"
-            if layer
-            else "receptive_field_overlay: the model has no spatial layer"
-        )
-    record = records[-1]
+        raise ValueError("receptive_field_overlay: the model has no spatial layer")
+    names = [record.name for record in records]
+    if layer is not None and layer not in names:
+        raise ValueError(f"receptive_field_overlay: expected a spatial layer "
+                         f"({', '.join(names)}), got {layer!r}")
+    record = records[-1] if layer is None else records[names.index(layer)]
     height, width = record.output_shape[-2:]
     position = position if position is not None else (height // 2, width // 2)
     return record, receptive_field_box(record, position, image_hw=tuple(image_shape[-2:]))

@@ -2,12 +2,18 @@
 cnnlab.training.compare."""
 
 import argparse
-import json
 import warnings
+from pathlib import Path
 
 from cnnlab.analysis import format_summary, summary
-from cnnlab.analysis.model_pictures import copy_into, example_image, save_model_pictures
-from cnnlab.cli.common import add_command, add_debug, stderr
+from cnnlab.analysis.model_pictures import (
+    check_layer,
+    copy_into,
+    example_image,
+    save_model_pictures,
+    spatial_layers,
+)
+from cnnlab.cli.common import add_command, add_debug, emit_json, stderr
 from cnnlab.errors import DatasetError
 from cnnlab.models import build_model
 from cnnlab.training.compare import MODELS, compare, comparison_table
@@ -147,18 +153,24 @@ def _summary(args):
                             input_size=input_shape[1:])
     records = summary(model, input_shape)
     if args.json:
-        print(json.dumps([record.as_dict() for record in records], indent=2))
+        emit_json([record.as_dict() for record in records])
     else:
         print(format_summary(records, input_shape))
 
 
 def _viz(args):
+    if Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
+        raise ValueError(f"{args.run_dir}: viz draws a run: give its RUN_DIR, not a file")
     model, metadata = load_trained_model(args.run_dir)
     out = args.out or args.run_dir
     if "features" in metadata["preprocessing"]:  # no image goes into the model as it is
+        if args.layer is not None or args.image is not None:
+            raise ValueError(f"{args.run_dir}: the model sees features, not the image: "
+                             "--layer and --image apply to models on pixels")
         paths = copy_into(write_plots(args.run_dir), out)
         print("\n".join(str(path) for path in paths))
         return
+    check_layer(args.layer, spatial_layers(model, metadata))  # before anything is written
     try:
         image = example_image(metadata, args.image, args.index, args.data_dir)
     except DatasetError as error:

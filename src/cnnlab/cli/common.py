@@ -2,11 +2,14 @@
 
 Exit status: 0 on success; 2 with a one-line `error: ...` on stderr for bad input of any kind
 (flags, files, data, checkpoints, a diverged run); 130 after Ctrl-C; 1 for an internal error.
-`--debug` shows the Python traceback instead.
+`--debug` shows the Python traceback instead. When the reader of stdout goes away
+(`cnnlab summary | head -3`), the command stops without a message and exits 141 (128 + SIGPIPE),
+as `cat` or `seq` killed by SIGPIPE do, so `set -o pipefail` sees the same as with them.
 """
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -46,7 +49,28 @@ def stderr(line) -> None:
 
 
 def emit_json(value) -> None:
-    print(json.dumps(value, indent=2))
+    """Print `value` as one JSON object, compact enough to read (see `json_text`)."""
+    print(json_text(value))
+
+
+def json_text(value, indent="") -> str:
+    """JSON with one item per line, except that a list of plain values (a confusion matrix's
+    row, a shape) always takes one line, and an object of plain values one line when it fits
+    in 100 columns: a K x K matrix takes K lines, not K * K."""
+    if not isinstance(value, dict | list | tuple):
+        return json.dumps(value)
+    items = value.values() if isinstance(value, dict) else value
+    one_line = json.dumps(value, separators=(", ", ": "))
+    if not any(isinstance(item, dict | list | tuple) for item in items) and (
+            not isinstance(value, dict) or len(indent) + len(one_line) <= 100):
+        return one_line
+    inner = indent + "  "
+    if isinstance(value, dict):
+        lines = [f"{inner}{json.dumps(key)}: {json_text(item, inner)}"
+                 for key, item in value.items()]
+        return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
+    lines = [inner + json_text(item, inner) for item in value]
+    return "[\n" + ",\n".join(lines) + f"\n{indent}]"
 
 
 def one_line(error) -> str:
@@ -74,7 +98,10 @@ def run(parser, argv) -> int:
                 raise UsageError("give a command: train, evaluate, predict, plot, summary, viz "
                                  "or compare (cnnlab --help lists them)")
             args.handler(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
         return 0
+    except BrokenPipeError:
+        return _reader_gone()
     except UsageError as error:
         stderr(f"error: {one_line(error)}")
         return 2
@@ -96,3 +123,12 @@ def run(parser, argv) -> int:
         stderr(f"error: internal error: {type(error).__name__}: {one_line(error)} "
                "(run with --debug for the traceback)")
         return 1
+
+
+def _reader_gone() -> int:
+    """stdout's reader has closed the pipe: point stdout at /dev/null (so Python's final flush
+    finds nothing left to write) and return 141, the status of a process killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13

@@ -174,12 +174,17 @@ def _add_predict(commands):
     parser = commands.add_parser(
         "predict", help="classify image files",
         description="The most likely classes of image files (PNG, JPEG, ...; any size or "
-                    "colour mode: they are converted as the training images were).")
+                    "colour mode: they are converted as the training images were). A grey "
+                    "model trained on light objects on a dark background (Fashion-MNIST) "
+                    "warns about an image with a light border; --invert turns it over.")
     parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run directory, or a model checkpoint such as RUN_DIR/best")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     parser.add_argument("--top-k", type=int, default=3, metavar="K",
                         help="classes to show per image (default: 3)")
+    parser.add_argument("--invert", action="store_true",
+                        help="invert the images (255 - pixel) first: a dark object drawn on "
+                             "white becomes a light one on black, as in Fashion-MNIST")
     add_output_options(parser, "print one JSON object with the predictions")
     parser.set_defaults(handler=_predict)
 
@@ -212,8 +217,9 @@ def _train(args):
         overwrite=args.overwrite)
     if args.json:
         return emit_json(summary)
+    epochs = summary["epochs"]
     print(f"test accuracy {summary['test_accuracy']:.4f} (loss {summary['test_loss']:.4f}) "
-          f"after {summary['epochs']} epochs; best validation accuracy "
+          f"after {epochs} epoch{'' if epochs == 1 else 's'}; best validation accuracy "
           f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}")
     print(f"run:     {summary['run_dir']}\nmodel:   {summary['model']}\n"
           f"metrics: {metrics_path(summary['run_dir'])}\nplots:   {', '.join(summary['plots'])}")
@@ -234,7 +240,7 @@ def _evaluate(args):
 
 
 def _predict(args):
-    results = predict(args.path, args.images, top_k=args.top_k)
+    results = predict(args.path, args.images, top_k=args.top_k, invert=args.invert)
     if args.json:
         return emit_json({"predictions": results})
     for result in results:

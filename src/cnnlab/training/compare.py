@@ -117,7 +117,8 @@ def compare(
             limit_train=limit_train,
             out=str(out_dir / name),
         ).resolve()
-        log(f"compare: training {name} for {config.epochs} epochs")
+        log(f"compare: training {name} for {config.epochs} epoch"
+            f"{'' if config.epochs == 1 else 's'}")
         row = _train(name, config, overwrite)
         log(f"compare: {name} test accuracy {row.test_accuracy:.4f} in {row.seconds:.1f} s")
         rows.append(row)

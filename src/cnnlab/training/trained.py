@@ -2,13 +2,14 @@
 
     model, metadata = load_trained_model("runs/cnn-fashion-mnist")   # or .../best, .../last
     result = evaluate_run("runs/cnn-fashion-mnist", split="test")
-    ranked = predict("runs/cnn-fashion-mnist", ["shoe.png"], top_k=3)
+    ranked = predict("runs/cnn-fashion-mnist", ["shoe.png"], top_k=3)   # invert=True: 255 - x
 
 New images are prepared exactly as the training images were (see cnnlab.training.inputs):
 resized and converted to the model's size and channels, then normalised pixels or
 standardised features with the statistics saved beside the weights.
 """
 
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -158,10 +159,17 @@ def _load_matching(metadata, spec, data_dir, download, split):
     return data
 
 
-def predict(path, images, top_k=3) -> list[dict]:
+def predict(path, images, top_k=3, invert=False) -> list[dict]:
     """The top-k classes of each image file, as the model sees it after training's
     preprocessing (resized to the input size, converted to its channels, normalised or
     turned into standardised features).
+
+    A grey model trained on light objects on a dark background (Fashion-MNIST, MNIST) is
+    fooled by a dark object drawn on white: a warning names the images whose border is light
+    (see `light_background`) and suggests --invert.
+
+    Args:
+        invert: use 255 - pixel, turning dark-on-light images into light-on-dark ones.
 
     Returns:
         one dict per image: {"image": path, "predictions": [{"class", "index",
@@ -175,6 +183,15 @@ def predict(path, images, top_k=3) -> list[dict]:
     prep, classes = metadata["preprocessing"], metadata["classes"]
     pixels = np.stack([load_image(image, size=tuple(prep["input_size"]),
                                   channels=prep["channels"]) for image in images])
+    if invert:
+        pixels = 255 - pixels
+    if expects_dark_background(metadata):
+        light = [str(image) for image, flag in zip(images, light_background(pixels),
+                                                   strict=True) if flag]
+        if light:
+            warnings.warn(f"{', '.join(light)}: a light background, but the model was trained "
+                          "on light objects on a dark background, so its prediction is likely "
+                          "wrong; try --invert", stacklevel=2)
     x = inputs.transform(pixels)
     with no_grad():
         probabilities = F.softmax(model(Tensor(x)), dim=1).data
@@ -184,6 +201,27 @@ def predict(path, images, top_k=3) -> list[dict]:
         results.append({"image": str(image), "predictions": [
             {"class": classes[k], "index": int(k), "probability": float(row[k])} for k in order]})
     return results
+
+
+def expects_dark_background(metadata) -> bool:
+    """Whether a trained model is grey and saw mostly dark training images: a mean pixel
+    below 0.5 (Fashion-MNIST's is 0.29), or, for a model on features, (Fashion-)MNIST."""
+    prep = metadata["preprocessing"]
+    if prep["channels"] != 1:
+        return False
+    if "mean" in prep:
+        return prep["mean"][0] < 0.5
+    return dataset_name(metadata["dataset"]) in ("fashion-mnist", "mnist")
+
+
+def light_background(pixels) -> np.ndarray:
+    """(N, C, H, W) uint8 -> (N,) bool: the image's one-pixel border is light (its mean above
+    127) and brighter than the image as a whole, as for a dark object drawn on white."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    border = np.ones(pixels.shape[-2:], dtype=bool)
+    border[1:-1, 1:-1] = False
+    border_mean = pixels[..., border].mean(axis=(1, 2))
+    return (border_mean > 127) & (border_mean > pixels.mean(axis=(1, 2, 3)))
 
 
 def write_plots(run_dir) -> list[Path]:
