@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from cnnlab.checks import check_choice, check_number
+from cnnlab.checks import check_choice, check_number, counted
 
 
 @pytest.mark.parametrize("value, options, message", [
@@ -34,3 +34,9 @@ def test_a_choice_outside_the_choices_lists_them():
     check_choice("--optimizer", "sgd", ("sgd", "adam"))
     with pytest.raises(ValueError, match="--optimizer must be one of sgd, adam, got 'lbfgs'"):
         check_choice("--optimizer", "lbfgs", ("sgd", "adam"))
+
+
+def test_counted_says_one_epoch_and_two_epochs():
+    assert counted(1, "epoch") == "1 epoch"
+    assert counted(0, "epoch") == "0 epochs"
+    assert counted(2, "step") == "2 steps"

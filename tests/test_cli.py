@@ -554,3 +554,32 @@ def test_the_installed_entry_point(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and failed.stderr.startswith("error: ")
     assert len(failed.stderr.splitlines()) == 1
+
+
+def test_no_command_lists_every_command_the_parser_has(capsys):
+    from cnnlab.cli import build_parser
+
+    code, out, err = run_cli([], capsys)
+    assert code == 2 and out == ""
+    names = build_parser().command_names()
+    assert {"train", "evaluate", "predict", "summary", "viz", "compare"} <= set(names)
+    assert err.strip() == f"error: give a command: {', '.join(names)} (cnnlab --help lists them)"
+
+
+def test_debug_logs_the_blas_path_once(capsys):
+    """--debug switches on the library's logger: cnnlab.blas says which BLAS path runs."""
+    import logging
+
+    from cnnlab.blas import BLAS
+
+    logger = logging.getLogger("cnnlab")
+    handlers, level, logged = list(logger.handlers), logger.level, BLAS._logged
+    BLAS._logged = False  # as in a fresh process
+    try:
+        code, out, err = run_cli(["evaluate", "pretrained:linear-fashion-mnist", "--json",
+                                  "--debug"], capsys)
+    finally:
+        logger.handlers[:], logger.level, BLAS._logged = handlers, level, logged
+    assert code == 0 and json.loads(out)["accuracy"] > 0.8
+    assert err.count("debug: cnnlab: BLAS") == 1
+    assert f"debug: cnnlab: {BLAS.describe()}" in err

@@ -36,3 +36,8 @@ def check_number(flag: str, value, integer=False, minimum=None, maximum=None, po
         raise ValueError(f"{flag} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{flag} must be at most {maximum}, got {value}")
+
+
+def counted(number: int, noun: str) -> str:
+    """`number` and `noun`, plural unless it is one: "1 epoch", "3 epochs"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -9,6 +9,7 @@ as `cat` or `seq` killed by SIGPIPE do, so `set -o pipefail` sees the same as wi
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
@@ -23,6 +24,11 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
+
+    def command_names(self) -> list[str]:
+        """The subcommands, in the order they were added."""
+        return [name for action in self._actions
+                if isinstance(action, argparse._SubParsersAction) for name in action.choices]
 
 
 def add_command(commands, name, help, description, epilog=None):
@@ -90,13 +96,15 @@ def run(parser, argv) -> int:
     """Parse `argv` with `parser`, call the command's `handler`, and return the exit status,
     every error reported as one line on stderr (or, with --debug, raised)."""
     debug = "--debug" in argv
+    if debug:
+        _log_to_stderr()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             args = parser.parse_args(argv)
             if args.command is None:
-                raise UsageError("give a command: train, evaluate, predict, plot, summary, viz "
-                                 "or compare (cnnlab --help lists them)")
+                raise UsageError(f"give a command: {', '.join(parser.command_names())} "
+                                 "(cnnlab --help lists them)")
             args.handler(args)
             sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
         return 0
@@ -123,6 +131,15 @@ def run(parser, argv) -> int:
         stderr(f"error: internal error: {type(error).__name__}: {one_line(error)} "
                "(run with --debug for the traceback)")
         return 1
+
+
+def _log_to_stderr() -> None:
+    """--debug: the library's DEBUG lines (for instance which BLAS path runs) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+    logger = logging.getLogger("cnnlab")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 def _reader_gone() -> int:

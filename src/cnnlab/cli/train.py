@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from cnnlab.checks import counted
 from cnnlab.cli.common import add_command, add_output_options, emit_json, stderr
 from cnnlab.training.config import (
     FEATURE_NAMES,
@@ -219,7 +220,7 @@ def _train(args):
         return emit_json(summary)
     epochs = summary["epochs"]
     print(f"test accuracy {summary['test_accuracy']:.4f} (loss {summary['test_loss']:.4f}) "
-          f"after {epochs} epoch{'' if epochs == 1 else 's'}; best validation accuracy "
+          f"after {counted(epochs, 'epoch')}; best validation accuracy "
           f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}")
     print(f"run:     {summary['run_dir']}\nmodel:   {summary['model']}\n"
           f"metrics: {metrics_path(summary['run_dir'])}\nplots:   {', '.join(summary['plots'])}")

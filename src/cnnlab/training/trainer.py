@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from cnnlab import rng
 from cnnlab.checkpoint import flatten_state, save_checkpoint, save_model, unflatten_state
+from cnnlab.checks import counted
 from cnnlab.errors import CheckpointError
 from cnnlab.models import MODELS, build_model
 from cnnlab.tensor import Tensor
@@ -197,7 +198,7 @@ class Trainer:
         self.save_state()
         self.log(format_epoch(record, total))
         if self.stopped_early:
-            self.log(f"early stop: no better validation accuracy for {patience} epochs "
+            self.log(f"early stop: no better validation accuracy for {counted(patience, 'epoch')} "
                      f"(best {self.best['val_accuracy']:.4f} at epoch {self.best['epoch']})")
         if self._stop_requested and self.epoch < total and not self.stopped_early:
             path = state_path(self.run_dir)
@@ -360,7 +361,7 @@ class Trainer:
         self.best, self.stopped_early = metadata["best"], metadata["stopped_early"]
         self.partial = metadata["partial"]
         self.schedule = list(metadata.get("schedule", [0, metadata["config"]["epochs"]]))
-        self.log(f"resuming {self.run_dir} after {self.epoch} epochs"
+        self.log(f"resuming {self.run_dir} after {counted(self.epoch, 'epoch')}"
                  + (f" and {self.train_loader.position} steps" if self.partial["seen"] else ""))
         self._fit_schedule_to_epochs()
 
