@@ -21,7 +21,7 @@ def linear(x, weight, bias=None):
     """Affine map y = x W^T + b, the linear classifier's scores = Wx + b for a batch.
 
     x: (N, in_features) or (*, in_features); weight: (out_features, in_features);
-    bias: (out_features,) or None -> (N, out_features).
+    bias: (out_features,) or None -> (N, out_features) or (*, out_features).
     """
     x, weight = _as_tensor(x), _as_tensor(weight)
     if weight.ndim != 2:
@@ -33,6 +33,9 @@ def linear(x, weight, bias=None):
             f"linear: input of shape {x.shape} has {x.shape[-1] if x.ndim else 0} features on its"
             f" last axis, but weight {weight.shape} expects in_features = {weight.shape[1]}"
         )
+    if x.ndim > 2:  # one matrix product over every row (a token's features), not one per batch
+        rows = linear(x.reshape(-1, x.shape[-1]), weight, bias)
+        return rows.reshape(x.shape[:-1] + (weight.shape[0],))
     out = x @ weight.T
     if bias is not None:
         bias = _as_tensor(bias)
@@ -124,8 +127,47 @@ def log_softmax(x, dim):
 
 
 def softmax(x, dim):
-    """exp(x) / sum(exp(x)) along `dim`, computed stably as exp(log_softmax(x))."""
-    return log_softmax(x, dim).exp()
+    """exp(x) / sum(exp(x)) along `dim`, computed stably (max subtracted first)."""
+    x = _as_tensor(x)
+    _check_dim("softmax", x, dim)
+    return Tensor._make(loss.Softmax, x, dim=dim)
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF (the exact, erf-based GELU).
+
+    approximate: "none" only (torch's "tanh" variant is not implemented). Shape: any.
+    """
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none', got {approximate!r}")
+    return Tensor._make(elementwise.GELU, x)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise each example over its last axes, then scale and shift, as torch.
+
+    x: (*, *normalized_shape); weight, bias: normalized_shape or None -> x's shape.
+    y = (x - mean) / sqrt(var + eps) * weight + bias, mean and the biased var over the last
+    len(normalized_shape) axes (a token's D features).
+    """
+    x = _as_tensor(x)
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
+        normalized_shape)
+    dims = len(normalized_shape)
+    if dims == 0 or x.shape[x.ndim - dims :] != normalized_shape or x.ndim < dims:
+        raise ValueError(
+            f"layer_norm: expected input of shape (*, {', '.join(map(str, normalized_shape))}), "
+            f"got {x.shape}"
+        )
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and tuple(value.shape) != normalized_shape:
+            raise ValueError(
+                f"layer_norm: expected {name} of shape {normalized_shape}, got {value.shape}"
+            )
+    if weight is None and bias is not None:
+        weight = Tensor(np.ones(normalized_shape, dtype=x.dtype))
+    inputs = [x] + [value for value in (weight, bias) if value is not None]
+    return Tensor._make(norm.LayerNorm, *inputs, dims=dims, eps=float(eps))
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,

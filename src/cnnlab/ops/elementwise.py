@@ -4,8 +4,11 @@ Binary ops receive operands that may broadcast against each other; backward retu
 of the broadcast shape and the tensor sums them back to each input's shape.
 """
 
+import math
+
 import numpy as np
 
+from cnnlab.ops import special
 from cnnlab.ops.function import Function
 from cnnlab.threads import parallel_for
 
@@ -153,3 +156,27 @@ class Maximum(Function):
         grad_a = grad_output * share_a if self.needs_input_grad[0] else None
         grad_b = grad_output * (1 - share_a) if self.needs_input_grad[1] else None
         return grad_a, grad_b
+
+
+class GELU(Function):
+    """out = a * Phi(a), Phi the standard normal CDF: the exact (erf) GELU, torch's default.
+
+    d out / da = Phi(a) + a * exp(-a^2 / 2) / sqrt(2 pi). Phi comes from `special.normal_cdf`
+    (exact to rounding in float64, to float32's precision in float32).
+    """
+
+    def forward(self, a):
+        self.a, self.cdf = a, special.normal_cdf(a)
+        return a * self.cdf
+
+    def backward(self, grad_output):
+        a = self.a
+        grad = np.square(a)
+        grad *= -0.5
+        np.exp(grad, out=grad)
+        grad *= a
+        grad *= 1 / math.sqrt(2 * math.pi)
+        grad += self.cdf
+        grad *= grad_output
+        self.a = self.cdf = None
+        return (grad,)

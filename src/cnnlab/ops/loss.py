@@ -1,4 +1,4 @@
-"""Fused, numerically stable primitives for class scores: log-softmax and the two losses.
+"""Fused, numerically stable primitives for class scores: (log-)softmax and the two losses.
 
 Shapes: scores or logits (N, C) for N examples and C classes; target (N,) integer class ids.
 Composing these from exp/log/sum would overflow for large scores; fusing them keeps the
@@ -41,6 +41,27 @@ class LogSoftmax(Function):
     def backward(self, grad_output):
         softmax = np.exp(self.out)
         return (grad_output - softmax * grad_output.sum(axis=self.dim, keepdims=True),)
+
+
+class Softmax(Function):
+    """out = exp(a - max) / sum(exp(a - max)) along `dim`, the max subtracted for stability.
+
+    Fused (rather than exp(log_softmax)) for attention's (N, heads, T, S) weights: three passes
+    forward, three back. grad_a = out * (g - sum(g * out, dim)).
+    """
+
+    def forward(self, a, *, dim):
+        out = a - a.max(axis=dim, keepdims=True)
+        np.exp(out, out=out)
+        out /= out.sum(axis=dim, keepdims=True)
+        self.out, self.dim = out, dim
+        return out
+
+    def backward(self, grad_output):
+        out = self.out
+        grad = grad_output * out
+        grad -= out * grad.sum(axis=self.dim, keepdims=True)
+        return (grad,)
 
 
 class SoftmaxCrossEntropy(Function):

@@ -8,7 +8,14 @@ from cnnlab.threads import parallel_for
 
 def product(a, b):
     """a @ b; for two matrices split over cnnlab's threads by the longer side of the result
-    (rows of a, or columns of b), each share one BLAS call on one thread."""
+    (rows of a, or columns of b), each share one BLAS call on one thread; for two stacks of
+    matrices of the same batch shape (attention's (N, heads, T, d) @ (N, heads, d, S)) split
+    by the first batch axis."""
+    if a.ndim > 2 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:
+        out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
+        work = a.nbytes + b.nbytes + out.nbytes
+        parallel_for(lambda batch: np.matmul(a[batch], b[batch], out=out[batch]), len(a), work)
+        return out
     if a.ndim != 2 or b.ndim != 2:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))

@@ -1,5 +1,6 @@
-"""Batch normalisation: normalise each channel (axis 1), then scale and shift it.
+"""Normalisation: batch norm (per channel, over the batch) and layer norm (per example).
 
+Batch normalisation: normalise each channel (axis 1), then scale and shift it.
 x: (N, C) or (N, C, *spatial); weight, bias: (C,) or omitted -> out of x's shape.
 
     x_hat = (x - mean) * inv_std,  inv_std = 1 / sqrt(var + eps)
@@ -13,6 +14,9 @@ batch-statistics backward has a closed form (means over every axis but 1):
     grad_x = weight * inv_std * (g - mean(g) - x_hat * mean(g * x_hat))   (batch statistics)
     grad_x = weight * inv_std * g                                         (running statistics)
     grad_weight = sum(g * x_hat),  grad_bias = sum(g)
+
+Layer normalisation is the same formula with the statistics of each example's last axes (the
+D = prod(normalized_shape) features of one token) and the weight and bias over those axes.
 """
 
 import numpy as np
@@ -72,5 +76,51 @@ class BatchNorm(Function):
         if len(needs) == 3:
             grads[1] = grad_x_hat_sum.reshape(-1) if needs[1] else None
             grads[2] = grad_sum.reshape(-1) if needs[2] else None
+        self.x_hat = self.weight = None
+        return tuple(grads)
+
+
+class LayerNorm(Function):
+    """out = (x - mean) * inv_std * weight + bias, statistics over the last `dims` axes.
+
+    x: (*, *normalized_shape); weight, bias: normalized_shape or omitted -> x's shape. With
+    x viewed as (M, D) rows and g' = g * weight:
+
+        grad_x = inv_std * (g' - mean(g') - x_hat * mean(g' * x_hat))   (means along a row)
+        grad_weight = sum over rows of g * x_hat,  grad_bias = sum over rows of g
+    """
+
+    def forward(self, x, weight=None, bias=None, *, dims, eps):
+        self.input_shape, self.weight = x.shape, weight
+        features = int(np.prod(x.shape[x.ndim - dims :]))
+        rows = x.reshape(-1, features)
+        x_hat = rows - rows.mean(axis=1, keepdims=True)
+        variance = np.einsum("ij,ij->i", x_hat, x_hat)[:, None] / features
+        self.inv_std = 1 / np.sqrt(variance + eps)
+        x_hat *= self.inv_std
+        self.x_hat = x_hat
+        if weight is None:
+            return x_hat.reshape(x.shape)
+        out = x_hat * weight.reshape(-1)
+        if bias is not None:
+            out += bias.reshape(-1)
+        return out.reshape(x.shape)
+
+    def backward(self, grad_output):
+        needs, x_hat, weight = self.needs_input_grad, self.x_hat, self.weight
+        features = x_hat.shape[1]
+        rows = grad_output.reshape(-1, features)
+        grads = [None] * len(needs)
+        if needs[0]:
+            scaled = rows if weight is None else rows * weight.reshape(-1)
+            slope = np.einsum("ij,ij->i", scaled, x_hat)[:, None] / features
+            grad_x = scaled - scaled.mean(axis=1, keepdims=True)
+            grad_x -= x_hat * slope
+            grad_x *= self.inv_std
+            grads[0] = grad_x.reshape(self.input_shape)
+        if len(needs) > 1 and needs[1]:
+            grads[1] = np.einsum("ij,ij->j", rows, x_hat).reshape(weight.shape)
+        if len(needs) > 2 and needs[2]:
+            grads[2] = rows.sum(axis=0).reshape(weight.shape)
         self.x_hat = self.weight = None
         return tuple(grads)
