@@ -2,7 +2,8 @@
 softmax, concatenation, expand, batched products) pass float64 gradient checks and match
 torch forward and backward; LayerNorm, GELU, MultiheadAttention and TransformerEncoderLayer
 match torch.nn with copied weights (outputs, input and parameter gradients, float64 and
-float32) and exchange state dicts both ways; erfc is exact to float64 rounding."""
+float32) and exchange state dicts both ways; erfc is exact to float64 rounding; the ViT is
+the same function as the same torch model, forward and backward, and survives a checkpoint."""
 
 import copy
 import math
@@ -14,9 +15,11 @@ import torch.nn.functional as TF
 
 import cnnlab
 from cnnlab import nn
+from cnnlab.checkpoint import load_model, save_model
+from cnnlab.models import build_model
 from cnnlab.nn import functional as F
 from cnnlab.ops.special import erfc, normal_cdf
-from torch_mirror import to_numpy_state
+from torch_mirror import to_numpy_state, torch_twin
 
 from helpers import TOLERANCE, assert_gradcheck, compare_with_torch, relative_error
 
@@ -319,3 +322,56 @@ def test_initialisation_follows_torch():
     assert not tokens.class_token.data.any()
     assert 0.015 < tokens.pos_embedding.data.std() < 0.025
 
+
+# ----- the vision transformer -------------------------------------------------------------------
+def test_vit_defaults_are_a_small_pre_norm_transformer_on_4x4_patches():
+    model = build_model("vit")
+    assert sum(parameter.size for parameter in model.parameters()) == 205_962
+    kinds = [type(layer).__name__ for layer in model]
+    assert kinds == ["Conv2d", "PatchTokens"] + ["TransformerEncoderLayer"] * 6 + [
+        "LayerNorm", "SelectToken", "Linear"]
+    assert model[0].kernel_size == model[0].stride == (4, 4) and model[0].out_channels == 64
+    assert model[1].pos_embedding.shape == (1, 50, 64)
+    layer = model[2]
+    assert layer.norm_first and layer.activation == "gelu" and layer.self_attn.batch_first
+    assert layer.self_attn.num_heads == 4 and layer.linear1.out_features == 128
+    assert build_model("vit", in_channels=3, input_size=(32, 32))[1].num_patches == 64
+
+
+def test_vit_matches_the_same_torch_model_forward_and_backward_in_float64():
+    model = build_model("vit", in_channels=3, num_classes=5, input_size=(8, 12), patch_size=4,
+                        num_layers=2).double()
+    for parameter in model.parameters():  # positions and class token away from their init
+        parameter.data += rng.standard_normal(parameter.shape) * 0.1
+    twin = torch_twin(model, torch.float64)
+    images, labels = rng.standard_normal((4, 3, 8, 12)), np.array([0, 4, 2, 2])
+    ours_x = cnnlab.Tensor(images.copy(), requires_grad=True)
+    their_x = torch.tensor(images.copy(), requires_grad=True)
+    logits, their_logits = model(ours_x), twin(their_x)
+    assert relative_error(logits.data, their_logits.detach().numpy()) < 1e-10
+    F.cross_entropy(logits, labels).backward()
+    TF.cross_entropy(their_logits, torch.from_numpy(labels)).backward()
+    assert relative_error(ours_x.grad, their_x.grad.numpy()) < 1e-10
+    their_parameters = dict(twin.named_parameters())
+    for name, parameter in model.named_parameters():
+        assert relative_error(parameter.grad, their_parameters[name].grad.numpy()) < 1e-10, name
+
+
+def test_vit_checkpoint_round_trip(tmp_path):
+    model = build_model("vit", num_classes=3, num_layers=2, hidden_dim=32, mlp_dim=48)
+    x = cnnlab.Tensor(rng.standard_normal((2, 1, 28, 28)).astype(np.float32))
+    expected = model.eval()(x).data
+    save_model(tmp_path / "vit", model, {"classes": ["a", "b", "c"]})
+    loaded, metadata = load_model(tmp_path / "vit")
+    assert metadata["model"]["options"]["hidden_dim"] == 32 and loaded.config == model.config
+    assert np.array_equal(loaded.eval()(x).data, expected)
+
+
+def test_vit_options_are_checked():
+    with pytest.raises(ValueError, match=r"vit: input_size \(30, 30\) must be a multiple of "
+                                         r"patch_size 4"):
+        build_model("vit", input_size=(30, 30))
+    with pytest.raises(ValueError, match="vit: hidden_dim 30 must be divisible by num_heads 4"):
+        build_model("vit", hidden_dim=30)
+    with pytest.raises(ValueError, match="vit: option num_layers must be a positive int"):
+        build_model("vit", num_layers=0)
