@@ -18,7 +18,7 @@ from cnnlab import nn
 from cnnlab.checkpoint import load_model, save_model
 from cnnlab.models import build_model
 from cnnlab.nn import functional as F
-from cnnlab.ops.special import erfc, normal_cdf
+from cnnlab.ops.special import erfc, normal_cdf_and_pdf
 from torch_mirror import to_numpy_state, torch_twin
 
 from helpers import TOLERANCE, assert_gradcheck, compare_with_torch, relative_error
@@ -37,16 +37,21 @@ def test_erfc_is_exact_to_float64_rounding_over_all_three_ranges():
 
 
 @pytest.mark.parametrize("dtype, absolute", [(np.float64, 2e-16), (np.float32, 2e-7)])
-def test_normal_cdf_to_the_precision_of_each_dtype(dtype, absolute):
+def test_normal_cdf_and_pdf_to_the_precision_of_each_dtype(dtype, absolute):
     x = np.concatenate([np.linspace(-15, 15, 30001), [np.inf, -np.inf]]).astype(dtype)
     reference = np.array([0.5 * math.erfc(-float(value) / math.sqrt(2)) for value in x])
-    ours = normal_cdf(x)
-    assert ours.dtype == dtype and ours.shape == x.shape
-    assert np.max(np.abs(ours - reference)) <= absolute
+    density = np.exp(-0.5 * x.astype(np.float64) ** 2) / math.sqrt(2 * math.pi)
+    cdf, pdf = normal_cdf_and_pdf(x)
+    assert cdf.dtype == pdf.dtype == dtype and cdf.shape == pdf.shape == x.shape
+    assert np.max(np.abs(cdf - reference)) <= absolute
     central = x > -6  # where Phi > 1e-9: relative accuracy too
-    relative = np.abs(ours - reference)[central] / reference[central]
-    assert relative.max() < (1e-15 if dtype == np.float64 else 4e-6)
-    assert np.isnan(normal_cdf(np.array([np.nan], dtype)))[0]
+    relative = np.abs(cdf - reference)[central] / reference[central]
+    assert relative.max() < (1e-15 if dtype == np.float64 else 2e-6)
+    assert np.max(np.abs(pdf - density)) <= absolute
+    near = np.abs(x) < 6
+    assert np.max(np.abs(pdf - density)[near] / density[near]) < (
+        1e-15 if dtype == np.float64 else 2e-6)
+    assert all(np.isnan(values[0]) for values in normal_cdf_and_pdf(np.array([np.nan], dtype)))
 
 
 # ----- the new primitives -----------------------------------------------------------------------
@@ -295,6 +300,17 @@ def test_encoder_layer_with_masks_and_dropout_in_eval_matches_torch():
     padding[1, 3:] = True
     assert_module_matches_torch(ours, theirs, [sequences(True)], src_key_padding_mask=padding,
                                 src_mask=np.triu(np.ones((5, 5), bool), k=1))
+
+
+def test_a_retained_graph_gives_the_same_gradients_twice():
+    layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, "gelu", batch_first=True,
+                                       norm_first=True).double()
+    x = cnnlab.Tensor(sequences(True), requires_grad=True)
+    out, upstream = layer(x), rng.standard_normal((3, 5, 8))
+    out.backward(upstream, retain_graph=True)
+    first = x.grad.copy()
+    out.backward(upstream)
+    assert np.allclose(x.grad, 2 * first, rtol=1e-12, atol=0)
 
 
 def test_state_dicts_have_torchs_keys_and_shapes():

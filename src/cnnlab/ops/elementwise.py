@@ -4,8 +4,6 @@ Binary ops receive operands that may broadcast against each other; backward retu
 of the broadcast shape and the tensor sums them back to each input's shape.
 """
 
-import math
-
 import numpy as np
 
 from cnnlab.ops import special
@@ -161,22 +159,17 @@ class Maximum(Function):
 class GELU(Function):
     """out = a * Phi(a), Phi the standard normal CDF: the exact (erf) GELU, torch's default.
 
-    d out / da = Phi(a) + a * exp(-a^2 / 2) / sqrt(2 pi). Phi comes from `special.normal_cdf`
-    (exact to rounding in float64, to float32's precision in float32).
+    d out / da = Phi(a) + a * phi(a), phi the normal density. Both come from
+    `special.normal_cdf_and_pdf` (exact to rounding in float64, to float32's precision in
+    float32).
     """
 
     def forward(self, a):
-        self.a, self.cdf = a, special.normal_cdf(a)
+        self.a, (self.cdf, self.pdf) = a, special.normal_cdf_and_pdf(a)
         return a * self.cdf
 
     def backward(self, grad_output):
-        a = self.a
-        grad = np.square(a)
-        grad *= -0.5
-        np.exp(grad, out=grad)
-        grad *= a
-        grad *= 1 / math.sqrt(2 * math.pi)
+        grad = self.a * self.pdf
         grad += self.cdf
         grad *= grad_output
-        self.a = self.cdf = None
         return (grad,)
