@@ -53,6 +53,8 @@ OPS = {  # name: (op, input shapes)
         lambda x, w, b: F.layer_norm(x, 6, w, b), [(5, 7, 6), (6,), (6,)]),
     "softmax (matvec sums)": (lambda x: F.softmax(x, -1), [(5, 3, 7)]),
     "gelu": (F.gelu, [(6, 3, 5, 5)]),
+    "self_attention (batched matmul, matvec sums)": (
+        lambda qkv: F.self_attention(qkv, 2), [(5, 4, 12)]),
     "conv relu pool": (
         lambda x, w: F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2),
         [(6, 2, 8, 8), (4, 2, 3, 3)]),

@@ -60,6 +60,26 @@ def layer_norm_twin(normalized_shape, eps=1e-5):
             lambda x, w, b: TF.layer_norm(x, normalized_shape, w, b, eps))
 
 
+def torch_self_attention(heads, mask=None, keep=None):
+    """torch's composition of what F.self_attention fuses, on packed (N, L, 3E) projections."""
+
+    def attend(qkv):
+        count, length, width = qkv.shape
+        q, k, v = (part.reshape(count, length, heads, -1).transpose(1, 2)
+                   for part in qkv.chunk(3, dim=-1))
+        scores = q / math.sqrt(q.shape[-1]) @ k.transpose(-1, -2)
+        if mask is not None:
+            scores = scores + torch.from_numpy(mask).to(scores.dtype)
+        weights = TF.softmax(scores, -1)
+        weights = weights if keep is None else weights * torch.from_numpy(keep)
+        return (weights @ v).transpose(1, 2).reshape(count, length, width // 3)
+
+    return attend
+
+
+PADDING = np.where(np.arange(5) >= 3, -np.inf, 0.0)[None, None, None, :].repeat(2, axis=0)
+PADDING[1] = 0.0  # the first sequence's last two tokens are padding
+
 PRIMITIVES = {
     "layer_norm": (*layer_norm_twin((4,)), [(2, 3, 4), (4,), (4,)]),
     "layer_norm_2d": (*layer_norm_twin((3, 4), eps=1e-3), [(2, 3, 4), (3, 4), (3, 4)]),
@@ -73,6 +93,10 @@ PRIMITIVES = {
     "expand": (lambda a, b: a.expand(3, -1, -1) * b, lambda a, b: a.expand(3, -1, -1) * b,
                [(1, 2, 4), (3, 2, 4)]),
     "batched_matmul": (lambda a, b: a @ b, lambda a, b: a @ b, [(2, 3, 4, 5), (2, 3, 5, 2)]),
+    "self_attention": (lambda qkv: F.self_attention(qkv, 2), torch_self_attention(2),
+                       [(2, 5, 12)]),
+    "self_attention_masked": (lambda qkv: F.self_attention(qkv, 3, PADDING),
+                              torch_self_attention(3, PADDING), [(2, 5, 18)]),
 }
 
 
@@ -88,6 +112,16 @@ def test_new_primitives_pass_gradcheck(name):
 def test_new_primitives_match_torch(name, dtype):
     ours, theirs, shapes = PRIMITIVES[name]
     compare_with_torch(ours, theirs, [rng.standard_normal(shape) * 2 for shape in shapes], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_self_attention_drops_weights_as_the_composition_does(dtype):
+    keep = F._keep_factors((2, 2, 5, 5), 0.4, dtype, np.random.default_rng(7))
+    assert 0.2 < (keep == 0).mean() < 0.6 and np.allclose(keep[keep > 0], 1 / 0.6)
+    ours = lambda qkv: F.self_attention(qkv, 2, dropout_p=0.4,  # noqa: E731
+                                        generator=np.random.default_rng(7))
+    compare_with_torch(ours, torch_self_attention(2, keep=keep),
+                       [rng.standard_normal((2, 5, 12))], dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -248,6 +282,37 @@ def test_multihead_self_attention_matches_torch(case, dtype):
     ours = nn.MultiheadAttention(8, 2, **arguments)
     theirs = torch.nn.MultiheadAttention(8, 2, **arguments)
     assert_module_matches_torch(ours, theirs, [x, x, x], dtype, **attention_masks(options))
+
+
+class SameInput(torch.nn.Module):
+    """Calls a self-attention module with one tensor as query, key and value."""
+
+    def __init__(self, attention):
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, x, **masks):
+        return self.attention(x, x, x, need_weights=False, **masks)
+
+
+class OursSameInput(nn.Module):
+    def __init__(self, attention):
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, x, **masks):
+        return self.attention(x, x, x, need_weights=False, **masks)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["self, batch first", "self, sequence first", "padding mask",
+                                  "per-head boolean mask", "float attention mask"])
+def test_fused_self_attention_path_matches_torch(case, dtype):
+    arguments, options = ATTENTION_CASES[case]
+    ours = OursSameInput(nn.MultiheadAttention(8, 2, **arguments))
+    theirs = SameInput(torch.nn.MultiheadAttention(8, 2, **arguments))
+    x = sequences(arguments.get("batch_first", False))
+    assert_module_matches_torch(ours, theirs, [x], dtype, **attention_masks(options))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

