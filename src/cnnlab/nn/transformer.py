@@ -148,15 +148,28 @@ class MultiheadAttention(Module):
             query, key, value = (x.reshape((1,) + x.shape) for x in (query, key, value))
         elif not self.batch_first:
             query, key, value = (x.permute(1, 0, 2) for x in (query, key, value))
-        heads, head_dim, embed = self.num_heads, self.head_dim, self.embed_dim
         (count, length, _), source = query.shape, key.shape[1]
-        weight, bias = self.in_proj_weight, self.in_proj_bias
         mask = self._mask(key_padding_mask, attn_mask, count, length, source, batched,
                           query.dtype)
         dropout = self.dropout if self.training else 0.0
         if packed:
-            out = F.self_attention(F.linear(query, weight, bias), heads, mask, dropout)
+            qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+            out = F.self_attention(qkv, self.num_heads, mask, dropout)
             return self._output_layout(self.out_proj(out), batched), None
+        out, weights = self._attend(query, key, value, mask, dropout)
+        out = self._output_layout(self.out_proj(out), batched)
+        if not need_weights:
+            return out, None
+        if average_attn_weights:
+            weights = weights.mean(axis=1)
+        return out, (weights if batched else weights.reshape(weights.shape[1:]))
+
+    def _attend(self, query, key, value, mask, dropout):
+        """(N, L, E) queries, (N, S, E) keys and values -> the heads' outputs side by side
+        (N, L, E) and the weights (N, h, L, S), composed from differentiable ops."""
+        heads, head_dim, embed = self.num_heads, self.head_dim, self.embed_dim
+        (count, length, _), source = query.shape, key.shape[1]
+        weight, bias = self.in_proj_weight, self.in_proj_bias
         projected = [
             F.linear(x, weight[i * embed : (i + 1) * embed],
                      None if bias is None else bias[i * embed : (i + 1) * embed])
@@ -169,13 +182,7 @@ class MultiheadAttention(Module):
         if mask is not None:
             scores = scores + Tensor(mask)
         weights = F.dropout(F.softmax(scores, -1), dropout)
-        out = (weights @ v).permute(0, 2, 1, 3).reshape(count, length, embed)
-        out = self._output_layout(self.out_proj(out), batched)
-        if not need_weights:
-            return out, None
-        if average_attn_weights:
-            weights = weights.mean(axis=1)
-        return out, (weights if batched else weights.reshape(weights.shape[1:]))
+        return (weights @ v).permute(0, 2, 1, 3).reshape(count, length, embed), weights
 
     def _output_layout(self, out, batched):
         """(N, L, E) -> the layout of the query: (L, E), (N, L, E) or (L, N, E)."""

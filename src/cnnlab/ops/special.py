@@ -1,19 +1,21 @@
 """The normal distribution's CDF and density, and erfc, which the exact GELU needs.
 
-NumPy has no erf, and cnnlab takes no dependency for one. The choices, measured on the default
-ViT's GELU input (128 x 50 x 128 values) on the shared 2-core machine:
+NumPy has no erf, and cnnlab takes no dependency for one. The choices, timed on the default
+ViT's GELU input (128 x 50 x 128 float32 values), one thread, in one run on the shared
+2-core machine (times vary twofold with its load; their ratios hold):
 
-- math.erfc through np.frompyfunc: exact, but about 130 ns a value in Python (100 ms a call).
+- math.erfc through np.frompyfunc: exact, but Python per value: 113 ms.
 - W. J. Cody's rational Chebyshev approximations ("Rational Chebyshev approximations for the
   error function", Math. Comp. 23, 1969; the coefficients of netlib SPECFUN's CALERF), three
   ranges of |z|: [0, 0.46875], (0.46875, 4], beyond. Against math.erfc over [-26, 26]:
-  relative error below 1e-15 in float64. Selecting the ranges costs copies: 35 ms in float32.
+  relative error below 1e-15 in float64. Selecting the ranges costs copies: 97 ms.
 - Cody's middle range alone on every |z| (it extrapolates to 5e-12): no masks, but its two
-  degree-8 polynomials are 34 of the 46 passes over the data: 12 ms.
+  degree-8 polynomials make 34 of 46 passes over the data: 23 ms.
 - One rational function of u = |x| for the whole range, Phi(-u) = exp(-u^2 / 2) P(u) / Q(u),
   P of degree 4 and Q of degree 5 (FIT_NUM, FIT_DEN: a weighted least-squares fit, Lawson's
-  iteration, of erfcx(u / sqrt 2) / 2 on [0, 14]; relative error 5.5e-9 in float64): 27
-  passes, 7 ms, the cdf's density exp(-x^2 / 2) / sqrt(2 pi) coming for free.
+  iteration, of erfcx(u / sqrt 2) / 2 on [0, 14]; relative error 5.5e-9 in float64), the
+  sign handled by arithmetic: 10 ms, the density exp(-x^2 / 2) / sqrt(2 pi) included.
+  (torch's fused float32 GELU: under 1 ms.)
 
 So float64 (gradient checks, parity tests) gets Cody's three ranges, exact to rounding, and
 float32 (training) the fit, evaluated in float32 in cache-sized blocks on cnnlab's threads.
@@ -53,8 +55,8 @@ FIT_DEN = (1.0, 9.901806023170e00, 4.573239843339e01, 1.173361927087e02, 1.63622
            9.783770512910e01)
 SMALL, LARGE = 0.46875, 4.0
 # |x| is capped where Phi(-|x|) nears float32's smallest normal number (1.2e-38): arithmetic
-# on subnormal numbers is about 100 times slower. Phi(-12.9) = 2.2e-38; float32 GELU is then
-# x * 2e-38 instead of smaller still, 0 to 7 digits.
+# on subnormal numbers is about 100 times slower. Below x = -12.9 float32 Phi stays at
+# Phi(-12.9) = 2.2e-38 instead of shrinking further: an absolute error under 3e-38.
 LAST_NORMAL = 12.9
 BLOCK = 16384  # values per block of the float32 path: its temporaries stay in cache
 
