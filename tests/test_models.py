@@ -22,7 +22,7 @@ def batch(in_channels, input_size, count=4, seed=0):
 
 
 def test_the_family_and_its_documented_defaults():
-    assert model_names() == ["linear", "svm", "mlp", "cnn", "cnn-bn"]
+    assert model_names() == ["linear", "svm", "mlp", "cnn", "cnn-bn", "vit"]
     for name, spec in MODELS.items():
         assert spec.name == name and spec.summary
         assert spec.loss in ("cross_entropy", "hinge")

@@ -58,6 +58,13 @@ OPS = {  # name: (op, input shapes)
     "matmul tall": (lambda a, b: a @ b, [(9, 7), (7, 5)]),
     "matmul wide": (lambda a, b: a @ b, [(3, 7), (7, 11)]),
     "linear": (F.linear, [(6, 5), (4, 5), (4,)]),
+    "batched matmul": (lambda a, b: a @ b, [(5, 2, 3, 4), (5, 2, 4, 3)]),
+    "layer_norm (matvec sums)": (
+        lambda x, w, b: F.layer_norm(x, 6, w, b), [(5, 7, 6), (6,), (6,)]),
+    "softmax (matvec sums)": (lambda x: F.softmax(x, -1), [(5, 3, 7)]),
+    "gelu": (F.gelu, [(6, 3, 5, 5)]),
+    "self_attention (batched matmul, matvec sums)": (
+        lambda qkv: F.self_attention(qkv, 2), [(5, 4, 12)]),
     "conv relu pool": (
         lambda x, w: F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2),
         [(6, 2, 8, 8), (4, 2, 3, 3)]),
@@ -76,7 +83,7 @@ def test_every_thread_count_gives_the_same_bits(split_everything, name, dtype):
     reference = _outputs_and_grads(op, arrays)
     # OpenBLAS may order a dot product differently in a smaller product (another kernel for
     # the edge of a share), so what passes through a GEMM agrees to rounding; the rest exactly.
-    gemm = any(word in name for word in ("conv", "matmul", "linear"))
+    gemm = any(word in name for word in ("conv", "matmul", "linear", "matvec"))
     rtol = 0 if not gemm else 1e-6 if dtype == np.float32 else 1e-14
     for count in (2, 3, 8):  # 8 threads on 5-7 images: some shares hold a single image
         cnnlab.set_num_threads(count)

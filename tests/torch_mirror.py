@@ -12,7 +12,56 @@ import torch
 from cnnlab import nn
 
 
+class PatchTokens(torch.nn.Module):
+    """torch twin of nn.PatchTokens: grid -> tokens, class token in front, positions added."""
+
+    def __init__(self, num_patches, embed_dim):
+        super().__init__()
+        self.class_token = torch.nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embedding = torch.nn.Parameter(torch.zeros(1, 1 + num_patches, embed_dim))
+
+    def forward(self, x):
+        patches = x.flatten(2).transpose(1, 2)
+        return torch.cat([self.class_token.expand(len(x), -1, -1), patches], 1) + self.pos_embedding
+
+
+class SelectToken(torch.nn.Module):
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[:, self.index]
+
+
+def _transformer_twin(module):
+    if isinstance(module, nn.LayerNorm):
+        return torch.nn.LayerNorm(module.normalized_shape, module.eps, module.elementwise_affine,
+                                  bias=module.bias is not None)
+    if isinstance(module, nn.MultiheadAttention):
+        return torch.nn.MultiheadAttention(module.embed_dim, module.num_heads, module.dropout,
+                                           module.in_proj_bias is not None,
+                                           batch_first=module.batch_first)
+    if isinstance(module, nn.TransformerEncoderLayer):
+        attention = module.self_attn
+        return torch.nn.TransformerEncoderLayer(
+            attention.embed_dim, attention.num_heads, module.linear1.out_features,
+            module.dropout.p, module.activation, module.norm1.eps, attention.batch_first,
+            module.norm_first, bias=module.linear1.bias is not None,
+        )
+    if isinstance(module, nn.PatchTokens):
+        return PatchTokens(module.num_patches, module.embed_dim)
+    if isinstance(module, nn.SelectToken):
+        return SelectToken(module.index)
+    if isinstance(module, nn.GELU):
+        return torch.nn.GELU()
+    return None
+
+
 def _twin(module):
+    twin = _transformer_twin(module)
+    if twin is not None:
+        return twin
     if isinstance(module, nn.Sequential):
         return torch.nn.Sequential(
             OrderedDict((name, _twin(child)) for name, child in module.named_children())

@@ -9,7 +9,7 @@ from cnnlab.allocator import keep_freed_memory
 from cnnlab.errors import CheckpointError, DatasetError
 from cnnlab.gradcheck import gradcheck
 from cnnlab.rng import manual_seed
-from cnnlab.tensor import Tensor, is_grad_enabled, no_grad, tensor
+from cnnlab.tensor import Tensor, cat, is_grad_enabled, no_grad, tensor
 from cnnlab.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "DatasetError",
     "Tensor",
+    "cat",
     "get_num_threads",
     "gradcheck",
     "is_grad_enabled",

@@ -344,3 +344,49 @@ def _axis_args(axis, keepdims, dim, keepdim):
 def tensor(data, requires_grad=False, dtype=None):
     """Build a Tensor (as torch.tensor)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+# ----- for transformers: concatenation, and a parameter broadcast over the batch ------------
+def cat(tensors, dim=0):
+    """Join tensors along `dim`, as torch.cat; every other axis must agree.
+
+    tensors: a sequence of (..., L_i, ...) tensors -> (..., sum of L_i, ...).
+    """
+    tensors = [item if isinstance(item, Tensor) else Tensor(item) for item in tensors]
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    first = tensors[0]
+    if not -first.ndim <= dim < first.ndim:
+        raise ValueError(f"cat: dim {dim} out of range for tensors of shape {first.shape}")
+    dim %= first.ndim
+    others = [shape[:dim] + shape[dim + 1 :] for shape in (t.shape for t in tensors)]
+    for item, other in zip(tensors, others, strict=True):
+        if item.ndim != first.ndim or other != others[0]:
+            raise ValueError(
+                f"cat: tensors must agree on every axis but dim {dim}, got shapes "
+                f"{[t.shape for t in tensors]}"
+            )
+    return Tensor._make(movement.Concatenate, *tensors, dim=dim)
+
+
+def _expand(self, *sizes):
+    """This tensor broadcast to `sizes` without copying, as torch.expand: -1 keeps an axis,
+    new axes go in front. A class token (1, 1, D) expanded to (N, 1, D) gets, in backward, the
+    sum of the N gradients."""
+    sizes = sizes[0] if len(sizes) == 1 and not isinstance(sizes[0], int) else sizes
+    extra = len(sizes) - self.ndim
+    if extra < 0:
+        raise ValueError(f"expand: {len(sizes)} sizes for a tensor of shape {self.shape}")
+    shape = tuple(
+        self.shape[axis - extra] if size == -1 and axis >= extra else size
+        for axis, size in enumerate(sizes)
+    )
+    for axis, size in enumerate(self.shape):
+        if size != 1 and shape[axis + extra] != size:
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {tuple(sizes)}")
+    if any(size < 0 for size in shape):
+        raise ValueError(f"expand: -1 is only allowed for existing axes, got {tuple(sizes)}")
+    return Tensor._make(movement.Expand, self, shape=shape)
+
+
+Tensor.expand = _expand  # kept beside cat, apart from the class body being edited elsewhere

@@ -19,6 +19,14 @@ from cnnlab.nn.layers import (
 from cnnlab.nn.losses import CrossEntropyLoss, MultiClassHingeLoss, l2_penalty
 from cnnlab.nn.module import Module, Sequential
 from cnnlab.nn.parameter import Parameter
+from cnnlab.nn.transformer import (
+    GELU,
+    LayerNorm,
+    MultiheadAttention,
+    PatchTokens,
+    SelectToken,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
     "AvgPool2d",
@@ -28,17 +36,23 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "GELU",
     "Identity",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MaxPool2d",
     "Module",
     "MultiClassHingeLoss",
+    "MultiheadAttention",
     "Parameter",
+    "PatchTokens",
     "ReLU",
+    "SelectToken",
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "TransformerEncoderLayer",
     "functional",
     "init",
     "l2_penalty",

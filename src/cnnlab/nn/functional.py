@@ -8,7 +8,7 @@ composes a few); layers in `cnnlab.nn` are thin wrappers around these.
 import numpy as np
 
 from cnnlab import rng as _rng
-from cnnlab.ops import conv, elementwise, loss, norm, pool
+from cnnlab.ops import attention, conv, elementwise, loss, matmul, norm, pool
 from cnnlab.shapes import pair
 from cnnlab.tensor import Tensor
 
@@ -21,7 +21,7 @@ def linear(x, weight, bias=None):
     """Affine map y = x W^T + b, the linear classifier's scores = Wx + b for a batch.
 
     x: (N, in_features) or (*, in_features); weight: (out_features, in_features);
-    bias: (out_features,) or None -> (N, out_features).
+    bias: (out_features,) or None -> (N, out_features) or (*, out_features).
     """
     x, weight = _as_tensor(x), _as_tensor(weight)
     if weight.ndim != 2:
@@ -33,15 +33,16 @@ def linear(x, weight, bias=None):
             f"linear: input of shape {x.shape} has {x.shape[-1] if x.ndim else 0} features on its"
             f" last axis, but weight {weight.shape} expects in_features = {weight.shape[1]}"
         )
-    out = x @ weight.T
     if bias is not None:
         bias = _as_tensor(bias)
         if bias.shape != (weight.shape[0],):
             raise ValueError(
                 f"linear: expected bias of shape ({weight.shape[0]},), got {bias.shape}"
             )
-        out = out + bias
-    return out
+    if x.ndim != 2:  # one matrix product over every row (a token's features), not one per batch
+        rows = linear(x.reshape(-1, x.shape[-1]), weight, bias)
+        return rows.reshape(x.shape[:-1] + (weight.shape[0],))
+    return Tensor._make(matmul.Linear, x, weight, *([] if bias is None else [bias]))
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
@@ -124,8 +125,47 @@ def log_softmax(x, dim):
 
 
 def softmax(x, dim):
-    """exp(x) / sum(exp(x)) along `dim`, computed stably as exp(log_softmax(x))."""
-    return log_softmax(x, dim).exp()
+    """exp(x) / sum(exp(x)) along `dim`, computed stably (max subtracted first)."""
+    x = _as_tensor(x)
+    _check_dim("softmax", x, dim)
+    return Tensor._make(loss.Softmax, x, dim=dim)
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF (the exact, erf-based GELU).
+
+    approximate: "none" only (torch's "tanh" variant is not implemented). Shape: any.
+    """
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none', got {approximate!r}")
+    return Tensor._make(elementwise.GELU, x)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise each example over its last axes, then scale and shift, as torch.
+
+    x: (*, *normalized_shape); weight, bias: normalized_shape or None -> x's shape.
+    y = (x - mean) / sqrt(var + eps) * weight + bias, mean and the biased var over the last
+    len(normalized_shape) axes (a token's D features).
+    """
+    x = _as_tensor(x)
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
+        normalized_shape)
+    dims = len(normalized_shape)
+    if dims == 0 or x.shape[x.ndim - dims :] != normalized_shape or x.ndim < dims:
+        raise ValueError(
+            f"layer_norm: expected input of shape (*, {', '.join(map(str, normalized_shape))}), "
+            f"got {x.shape}"
+        )
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and tuple(value.shape) != normalized_shape:
+            raise ValueError(
+                f"layer_norm: expected {name} of shape {normalized_shape}, got {value.shape}"
+            )
+    if weight is None and bias is not None:
+        weight = Tensor(np.ones(normalized_shape, dtype=x.dtype))
+    inputs = [x] + [value for value in (weight, bias) if value is not None]
+    return Tensor._make(norm.LayerNorm, *inputs, dims=dims, eps=float(eps))
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
@@ -182,12 +222,37 @@ def dropout(x, p=0.5, training=True, generator=None):
     x = _as_tensor(x)
     if not training or p == 0:
         return x
-    generator = generator if generator is not None else _rng.default_generator()
+    return x * Tensor(_keep_factors(x.shape, p, x.dtype, generator))
+
+
+def _keep_factors(shape, p, dtype, generator=None):
+    """Dropout's factors: 0 with probability p, else 1 / (1 - p); all 0 when p == 1."""
     if p == 1:
-        return x * Tensor(np.zeros(x.shape, dtype=x.dtype))
-    keep = generator.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64)
-    mask = (keep >= p).astype(x.dtype) * np.asarray(1 / (1 - p), dtype=x.dtype)
-    return x * Tensor(mask)
+        return np.zeros(shape, dtype=dtype)
+    generator = generator if generator is not None else _rng.default_generator()
+    keep = generator.random(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
+    return (keep >= p).astype(dtype) * np.asarray(1 / (1 - p), dtype=dtype)
+
+
+def self_attention(qkv, num_heads, mask=None, dropout_p=0.0, generator=None):
+    """Multi-head scaled dot-product self-attention on packed projections, fused.
+
+    qkv: (N, L, 3E), each token's query, key and value projections side by side (one
+    in-projection product); mask: additive float array broadcasting to (N, num_heads, L, L),
+    or None; dropout_p: dropout on the attention weights (pass 0 outside training)
+    -> (N, L, E): per head softmax(Q K^T / sqrt(E / num_heads) + mask) V, heads side by side.
+    """
+    qkv = _as_tensor(qkv)
+    if qkv.ndim != 3 or qkv.shape[2] % (3 * num_heads):
+        raise ValueError(f"self_attention: expected qkv of shape (N, L, 3 * E) with E divisible "
+                         f"by num_heads = {num_heads}, got {qkv.shape}")
+    if not 0 <= dropout_p <= 1:
+        raise ValueError(f"self_attention: dropout_p must be in [0, 1], got {dropout_p}")
+    count, length, _ = qkv.shape
+    keep = None
+    if dropout_p > 0:
+        keep = _keep_factors((count, num_heads, length, length), dropout_p, qkv.dtype, generator)
+    return Tensor._make(attention.SelfAttention, qkv, heads=num_heads, mask=mask, keep=keep)
 
 
 def _check_scores_and_target(op, scores, target, reduction):

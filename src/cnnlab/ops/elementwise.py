@@ -6,6 +6,7 @@ of the broadcast shape and the tensor sums them back to each input's shape.
 
 import numpy as np
 
+from cnnlab.ops import special
 from cnnlab.ops.function import Function
 from cnnlab.threads import parallel_for
 
@@ -153,3 +154,22 @@ class Maximum(Function):
         grad_a = grad_output * share_a if self.needs_input_grad[0] else None
         grad_b = grad_output * (1 - share_a) if self.needs_input_grad[1] else None
         return grad_a, grad_b
+
+
+class GELU(Function):
+    """out = a * Phi(a), Phi the standard normal CDF: the exact (erf) GELU, torch's default.
+
+    d out / da = Phi(a) + a * phi(a), phi the normal density. Both come from
+    `special.normal_cdf_and_pdf` (exact to rounding in float64, to float32's precision in
+    float32).
+    """
+
+    def forward(self, a):
+        self.a, (self.cdf, self.pdf) = a, special.normal_cdf_and_pdf(a)
+        return a * self.cdf
+
+    def backward(self, grad_output):
+        grad = self.a * self.pdf
+        grad += self.cdf
+        grad *= grad_output
+        return (grad,)

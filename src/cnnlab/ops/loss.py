@@ -1,4 +1,4 @@
-"""Fused, numerically stable primitives for class scores: log-softmax and the two losses.
+"""Fused, numerically stable primitives for class scores: (log-)softmax and the two losses.
 
 Shapes: scores or logits (N, C) for N examples and C classes; target (N,) integer class ids.
 Composing these from exp/log/sum would overflow for large scores; fusing them keeps the
@@ -8,6 +8,7 @@ forward stable and the backward one line each.
 import numpy as np
 
 from cnnlab.ops.function import Function
+from cnnlab.threads import parallel_for
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -41,6 +42,76 @@ class LogSoftmax(Function):
     def backward(self, grad_output):
         softmax = np.exp(self.out)
         return (grad_output - softmax * grad_output.sum(axis=self.dim, keepdims=True),)
+
+
+class Softmax(Function):
+    """out = exp(a - max) / sum(exp(a - max)) along `dim`, the max subtracted for stability.
+
+    Fused (rather than exp(log_softmax)) for attention's (N, heads, L, S) weights: five passes
+    forward, four back. grad_a = out * (g - sum(g * out, dim)). Along a contiguous last axis
+    (attention's) see `softmax_rows`.
+    """
+
+    def forward(self, a, *, dim):
+        self.dim = dim
+        if _rowwise(a, dim):
+            self.out = softmax_rows(a.reshape(-1, a.shape[-1])).reshape(a.shape)
+            return self.out
+        out = a - a.max(axis=dim, keepdims=True)
+        np.exp(out, out=out)
+        out /= out.sum(axis=dim, keepdims=True)
+        self.out = out
+        return out
+
+    def backward(self, grad_output):
+        out = self.out
+        if _rowwise(out, self.dim) and grad_output.flags.c_contiguous:
+            rows = out.reshape(-1, out.shape[-1])
+            grad = softmax_rows_backward(rows, grad_output.reshape(rows.shape))
+            return (grad.reshape(out.shape),)
+        grad = grad_output * out
+        grad -= out * grad.sum(axis=self.dim, keepdims=True)
+        return (grad,)
+
+
+def softmax_rows(rows):
+    """Softmax of each row of a C-contiguous (M, S) array -> (M, S).
+
+    The rows are split over cnnlab's threads, and their sums are matrix-vector products:
+    NumPy's reduction over short rows is three times slower.
+    """
+    out = np.empty_like(rows)
+
+    def share(part):
+        block = out[part]
+        np.subtract(rows[part], rows[part].max(axis=1, keepdims=True), out=block)
+        np.exp(block, out=block)
+        block /= _row_sums(block)
+
+    parallel_for(share, len(rows), rows.nbytes)
+    return out
+
+
+def softmax_rows_backward(probabilities, upstream):
+    """(M, S) softmax rows and the gradient g of their output -> p * (g - sum(g * p)) rows."""
+    grad = np.empty_like(probabilities, dtype=upstream.dtype)
+
+    def share(part):
+        block, rows = grad[part], probabilities[part]
+        np.multiply(upstream[part], rows, out=block)
+        block -= rows * _row_sums(block)
+
+    parallel_for(share, len(grad), grad.nbytes)
+    return grad
+
+
+def _rowwise(a, dim):
+    return a.ndim >= 1 and dim % a.ndim == a.ndim - 1 and a.flags.c_contiguous
+
+
+def _row_sums(rows):
+    """(M, S) -> (M, 1) sums, as one matrix-vector product."""
+    return (rows @ np.ones(rows.shape[1], rows.dtype))[:, None]
 
 
 class SoftmaxCrossEntropy(Function):

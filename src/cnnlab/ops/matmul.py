@@ -1,4 +1,4 @@
-"""Matrix product: the one primitive that reaches BLAS outside convolution."""
+"""Matrix products: the primitives that reach BLAS outside convolution (and attention)."""
 
 import numpy as np
 
@@ -8,7 +8,14 @@ from cnnlab.threads import parallel_for
 
 def product(a, b):
     """a @ b; for two matrices split over cnnlab's threads by the longer side of the result
-    (rows of a, or columns of b), each share one BLAS call on one thread."""
+    (rows of a, or columns of b), each share one BLAS call on one thread; for two stacks of
+    matrices of the same batch shape (attention's (N, heads, T, d) @ (N, heads, d, S)) split
+    by the first batch axis."""
+    if a.ndim > 2 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:
+        out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
+        work = a.nbytes + b.nbytes + out.nbytes
+        parallel_for(lambda batch: np.matmul(a[batch], b[batch], out=out[batch]), len(a), work)
+        return out
     if a.ndim != 2 or b.ndim != 2:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
@@ -51,3 +58,30 @@ class MatMul(Function):
                 grad_b = grad_b.reshape(grad_b.shape[:-2] + (b.shape[0],))
         return grad_a, grad_b
 
+
+
+class Linear(Function):
+    """out = x @ weight^T + bias: x (M, in), weight (out, in), bias (out,) or omitted -> (M, out).
+
+    One primitive rather than MatMul and Add: the bias goes into the product's output in place
+    (no second (M, out) array), and its gradient is a matrix-vector product, ones @ g, four
+    times faster than NumPy's column sum. grad_x = g @ weight, grad_weight = g^T @ x.
+    """
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight = x, weight
+        out = product(x, weight.T)
+        if bias is not None:
+            out += bias
+        return out
+
+    def backward(self, grad_output):
+        needs = self.needs_input_grad
+        grads = [None] * len(needs)
+        if needs[0]:
+            grads[0] = product(grad_output, self.weight)
+        if needs[1]:
+            grads[1] = product(grad_output.T, self.x)
+        if len(needs) > 2 and needs[2]:
+            grads[2] = np.ones(len(grad_output), grad_output.dtype) @ grad_output
+        return tuple(grads)

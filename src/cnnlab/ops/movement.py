@@ -1,4 +1,5 @@
-"""Primitives that move data without arithmetic: reshape, permute, indexing."""
+"""Primitives that move data without arithmetic: reshape, permute, indexing, concatenation,
+broadcasting."""
 
 import numpy as np
 
@@ -46,3 +47,31 @@ class GetItem(Function):
 def _is_basic(index):
     items = index if isinstance(index, tuple) else (index,)
     return all(item is None or item is Ellipsis or isinstance(item, int | slice) for item in items)
+
+
+class Concatenate(Function):
+    """out = the inputs joined along `dim` (every other axis equal); backward slices it apart."""
+
+    def forward(self, *arrays, dim):
+        self.dim, self.bounds = dim, np.cumsum([array.shape[dim] for array in arrays])[:-1]
+        return np.concatenate(arrays, axis=dim)
+
+    def backward(self, grad_output):
+        parts = np.split(grad_output, self.bounds, axis=self.dim)
+        return tuple(part if need else None
+                     for part, need in zip(parts, self.needs_input_grad, strict=True))
+
+
+class Expand(Function):
+    """out = a broadcast to `shape` (a read-only view, as torch.expand: no copy).
+
+    Backward hands back the gradient of the broadcast shape; the tensor sums it over the
+    broadcast axes, as for any broadcasting op (a class token expanded over the batch gets the
+    sum of the batch's gradients).
+    """
+
+    def forward(self, a, *, shape):
+        return np.broadcast_to(a, shape)
+
+    def backward(self, grad_output):
+        return (grad_output,)
