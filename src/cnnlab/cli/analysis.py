@@ -7,6 +7,7 @@ import warnings
 
 from cnnlab.analysis import format_summary, summary
 from cnnlab.analysis.model_pictures import copy_into, example_image, save_model_pictures
+from cnnlab.cli import explain
 from cnnlab.cli.common import add_command, add_debug, stderr
 from cnnlab.errors import DatasetError
 from cnnlab.models import build_model
@@ -107,6 +108,7 @@ def _add_viz(commands):
     parser.add_argument("--layer", metavar="NAME", help="layer of the receptive field, "
                         "as cnnlab summary names it (default: the last spatial one)")
     parser.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR)")
+    explain.add_viz_options(parser)  # --top-patches, --features, --misclassified, --seed
     add_debug(parser)
     parser.set_defaults(handler=_viz)
 
@@ -153,6 +155,8 @@ def _summary(args):
 
 
 def _viz(args):
+    if explain.viz(args):
+        return
     model, metadata = load_trained_model(args.run_dir)
     out = args.out or args.run_dir
     if "features" in metadata["preprocessing"]:  # no image goes into the model as it is
