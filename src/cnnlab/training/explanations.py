@@ -180,7 +180,7 @@ def explain_files(path, images, method="gradcam", layer=None, target=None, out="
     for image, picture, heat, row, chosen, pixel in zip(images, paths, maps, probabilities,
                                                         targets, pixels, strict=True):
         ranked = np.argsort(-row, kind="stable")[:TOP_CLASSES]
-        top = ", ".join(f"{classes[k]} {row[k]:.3f}" for k in ranked)
+        top = ", ".join(f"{classes[k]} {_probability(row[k])}" for k in ranked)
         name = METHOD_TITLES[method] + (f" on {layer}" if layer else "")
         plots.save_explanation(display_image(pixel), heat, picture,
                                title=f"{Path(image).name}: {top}",
@@ -191,6 +191,11 @@ def explain_files(path, images, method="gradcam", layer=None, target=None, out="
             "predictions": [{"class": classes[k], "index": int(k), "probability": float(row[k])}
                             for k in ranked]})
     return {"method": method, "layer": layer, "explanations": explained}
+
+
+def _probability(value):
+    """0.981, or 2.6e-04 below 0.001 (where three decimals would say 0.000)."""
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
 
 # ----- cnnlab viz: top patches, feature visualisation, mistakes ----------------------------
