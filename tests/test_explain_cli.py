@@ -228,6 +228,8 @@ def test_bad_viz_options_exit_2_with_nothing_written(run, features_run, tmp_path
         (["--features", "conv7", "--misclassified"], ["--features: no layer 'conv7'",
                                                       "linear1"]),
         (["--misclassified", "--top-patches", "relu9"], ["relu9"]),
+        (["--features", "flatten1"], ["--features: no layer 'flatten1'",
+                                      f"{SPATIAL}, linear1, relu3, dropout1, linear2"]),
     ]:
         assert_one_line_error(*run_cli(["viz", run, *flags, "--out", out], capsys)[::2],
                               *fragments)

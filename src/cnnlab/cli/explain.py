@@ -24,6 +24,7 @@ examples:
   cnnlab explain runs/cnn-fashion-mnist shoe.png --target Sandal --layer conv2 --json"""
 
 VIZ_EPILOG = """
+
 what a channel looks for (only these pictures are drawn when one of these flags is given):
   top_patches_<layer>.png    --top-patches LAYER: one row per channel, its 9 most activating
                              test-set regions (each the receptive field), best first
@@ -39,9 +40,9 @@ what a channel looks for (only these pictures are drawn when one of these flags 
 def add_commands(commands):
     """Add `explain` to the `cnnlab` subparsers."""
     parser = add_command(commands, "explain", "which pixels made a prediction",
-                         "Explain a trained model's predictions for image files: one picture per "
-                         "image, a saliency, Grad-CAM or occlusion map laid over the image, the "
-                         "top classes in its title.", EXPLAIN_EPILOG)
+                         "Explain a trained model's predictions for image files: one picture\n"
+                         "per image, a saliency, Grad-CAM or occlusion map laid over the image,\n"
+                         "the top classes in its title.", EXPLAIN_EPILOG)
     parser.add_argument("path", metavar="RUN", help="a run directory, a checkpoint such as "
                         "RUN_DIR/best, or pretrained:NAME")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")

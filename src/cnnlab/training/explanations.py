@@ -59,10 +59,11 @@ def input_shape(trained):
 
 
 def check_layer(trained, flag, layer, spatial=True):
-    """`layer` must name one of the model's layers as `cnnlab summary` names them (a spatial
-    one, with `spatial`); returns its LayerRecord."""
+    """`layer` must name one of the model's layers as `cnnlab summary` names them: a spatial
+    one with `spatial`, else any but a Flatten (whose "channels" are the input's values);
+    returns its LayerRecord."""
     records = [record for record in summary(trained.model, input_shape(trained))
-               if record.spatial or not spatial]
+               if record.spatial or (not spatial and record.type != "Flatten")]
     names = [record.name for record in records]
     if layer not in names:
         kind = "spatial layers" if spatial else "layers"
