@@ -226,22 +226,30 @@ def test_evaluate_gives_the_models_numbers_on_the_test_and_validation_splits(fol
     assert result["loss"] == pytest.approx(last["val_loss"], rel=1e-6)
     status, out, _ = run_cli(["evaluate", trained], capsys)
     result = json.loads(run_cli(["evaluate", trained, "--json"], capsys)[1])
+    rows = {**result["per_class"], "macro average": result["macro"]}
     assert status == 0 and out.splitlines() == [
         f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  on 18 test images of "
         f"folder:{folder}",
-        *(f"  {name:<7}  {accuracy:.4f}" for name, accuracy in
-          result["per_class_accuracy"].items())]
+        "top-1 1.0000  top-3 1.0000",
+        "  class          precision  recall  f1      images  (recall: the accuracy)",
+        *(f"  {name:<13}  {row['precision']:<9.4f}  {row['recall']:.4f}  {row['f1']:.4f}  "
+          f"{row.get('support', '')}" for name, row in rows.items())]
+    assert [row["support"] for row in result["per_class"].values()] == [6, 6, 6]
 
 
 def test_json_output_is_one_object_with_a_matrix_row_per_line(trained, capsys):
-    """8 keys, the per-class accuracies on one line, the 3 x 3 confusion matrix on 3 lines."""
+    """11 keys, the per-class accuracies on one line, the 3 x 3 confusion matrix on 3 lines,
+    each class's precision/recall/F1 on one line."""
     status, out, err = run_cli(["evaluate", trained, "--json"], capsys)
     assert status == 0, err
     result = json.loads(out)
     lines = out.strip().splitlines()
-    assert len(result) == 8 and len(lines) == 1 + 8 + 3 + 1 + 1, out
-    assert [json.loads(line.strip().rstrip(",")) for line in lines[-6:-3]] == result[
-        "confusion_matrix"]
+    assert len(result) == 11 and len(lines) == 1 + 11 + (3 + 1) + (3 + 1) + 1, out
+    matrix_at = lines.index('  "confusion_matrix": [')
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[matrix_at + 1:matrix_at + 4]
+            ] == result["confusion_matrix"]
+    for name, row in result["per_class"].items():
+        assert f'    "{name}": {json.dumps(row)}' in [line.rstrip(",") for line in lines]
     assert f'  "per_class_accuracy": {json.dumps(result["per_class_accuracy"])},' in lines
 
 

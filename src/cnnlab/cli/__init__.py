@@ -2,14 +2,14 @@
 
 train.py: train, evaluate, predict, plot (cnnlab.training); analysis.py: summary, viz
 (cnnlab.analysis) and compare; common.py: the parser, the output flags, one-line errors and
-the exit status.
+the exit status; explain.py: explain and viz's explaining flags (cnnlab.explain).
 """
 
 import argparse
 import sys
 
 from cnnlab import __version__
-from cnnlab.cli import analysis, train
+from cnnlab.cli import analysis, explain, train
 from cnnlab.cli.common import Parser, run
 
 DESCRIPTION = """\
@@ -21,6 +21,7 @@ cnnlab: image classification with convolutional networks, on NumPy.
   cnnlab plot RUN_DIR               (re)draw a run's loss/accuracy curves and confusion matrix
   cnnlab summary                    per-layer shapes, parameters and receptive fields
   cnnlab viz RUN_DIR                pictures of a trained model: templates, filters, activations
+  cnnlab explain RUN_DIR a.png      which pixels made a prediction: saliency, Grad-CAM, occlusion
   cnnlab compare                    pixels, hand-made features, MLP and CNN side by side
 
 Run `cnnlab COMMAND --help` for a command's options."""
@@ -33,6 +34,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train.add_commands(commands)  # train, evaluate, predict, plot
     analysis.add_commands(commands)  # summary, viz, compare
+    explain.add_commands(commands)  # explain
     return parser
 
 

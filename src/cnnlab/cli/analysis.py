@@ -13,6 +13,7 @@ from cnnlab.analysis.model_pictures import (
     save_model_pictures,
     spatial_layers,
 )
+from cnnlab.cli import explain
 from cnnlab.cli.common import add_command, add_debug, emit_json, stderr
 from cnnlab.errors import DatasetError
 from cnnlab.models import build_model
@@ -113,6 +114,7 @@ def _add_viz(commands):
     parser.add_argument("--layer", metavar="NAME", help="layer of the receptive field, "
                         "as cnnlab summary names it (default: the last spatial one)")
     parser.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR)")
+    explain.add_viz_options(parser)  # --top-patches, --features, --misclassified, --seed
     add_debug(parser)
     parser.set_defaults(handler=_viz)
 
@@ -161,6 +163,8 @@ def _summary(args):
 def _viz(args):
     if Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
         raise ValueError(f"{args.run_dir}: viz draws a run: give its RUN_DIR, not a file")
+    if explain.viz(args):
+        return
     model, metadata = load_trained_model(args.run_dir)
     out = args.out or args.run_dir
     if "features" in metadata["preprocessing"]:  # no image goes into the model as it is

@@ -49,6 +49,14 @@ def _feature_names(text):
     return names
 
 
+def _ks(text):
+    """--top-k for evaluate: "5" or "1,3,5"."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K,K,..., got {text!r}") from None
+
+
 def _defaults_table():
     lines = ["per-model defaults (each overridable by its flag):",
              "  model    optimizer  lr      momentum  weight-decay  schedule  epochs  batch-size"]
@@ -166,8 +174,10 @@ def _add_evaluate(commands):
     _add_data_source(parser)
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="the test set (default) or the run's validation split")
+    parser.add_argument("--top-k", type=_ks, metavar="K[,K...]",
+                        help="top-k accuracies to report (default: 1,3,5, up to the classes)")
     add_output_options(parser, "print one JSON object (accuracy, loss, per-class accuracy, "
-                        "confusion matrix)")
+                        "precision, recall and F1, top-k accuracy, confusion matrix)")
     parser.set_defaults(handler=_evaluate)
 
 
@@ -228,16 +238,19 @@ def _train(args):
 
 def _evaluate(args):
     result = evaluate_run(args.path, dataset=args.dataset, data_dir=args.data_dir,
-                                   download=bool(args.download), split=args.split,
-                                   progress=not args.quiet and sys.stderr.isatty())
+                          download=bool(args.download), split=args.split,
+                          progress=not args.quiet and sys.stderr.isatty(), top_k=args.top_k)
     if args.json:
         return emit_json(result)
     print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  on {result['count']} "
           f"{args.split} images of {result['dataset']}")
-    width = max(len(name) for name in result["per_class_accuracy"])
-    for name, accuracy in result["per_class_accuracy"].items():
-        shown = "-" if accuracy is None else f"{accuracy:.4f}"
-        print(f"  {name:<{width}}  {shown}")
+    print("  ".join(f"top-{k} {value:.4f}" for k, value in result["top_k_accuracy"].items()))
+    rows = {**result["per_class"], "macro average": result["macro"]}
+    width = max(len(name) for name in rows)
+    print(f"  {'class':<{width}}  precision  recall  f1      images  (recall: the accuracy)")
+    for name, row in rows.items():
+        print(f"  {name:<{width}}  {row['precision']:<9.4f}  {row['recall']:.4f}  "
+              f"{row['f1']:.4f}  {row.get('support', '')}")
 
 
 def _predict(args):

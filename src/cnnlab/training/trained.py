@@ -114,24 +114,31 @@ def _model_metadata_of_state(state: dict) -> dict:
 
 # ----- evaluate, predict, plot -------------------------------------------------------------
 def evaluate_run(path, dataset=None, data_dir=None, download=False, split="test",
-                 progress=False) -> dict:
-    """Loss and accuracy of a trained model on a dataset's test set (or the run's validation
-    split), preprocessed as in training.
+                 progress=False, top_k=None) -> dict:
+    """Loss and accuracy, per-class precision, recall and F1, and top-k accuracies of a
+    trained model on a dataset's test set (or the run's validation split), preprocessed as in
+    training.
 
     Args:
         path: RUN_DIR or a model checkpoint (see `load_trained_model`).
         dataset: a dataset spec. Default: the one the model was trained on.
         split: "test" or "val" (the run's own seeded validation split).
+        top_k: the ks of top-k accuracy, each in [1, K]. Default: those of 1, 3, 5 up to K.
 
     Returns:
-        `evaluate`'s dict plus model, dataset and split.
+        `evaluate`'s dict, with per_class, macro and top_k_accuracy (see
+        `classification_report`), plus model, dataset and split.
     """
     model, metadata, inputs = load_trained(path)
+    count = len(metadata["classes"])
+    top_k = [k for k in (1, 3, 5) if k <= count] if top_k is None else list(top_k)
+    for k in top_k:
+        check_number("--top-k", k, integer=True, minimum=1, maximum=count)
     spec = dataset or metadata["dataset"]
     data = _load_matching(metadata, spec, data_dir, download, split)
     loader = inputs.loader(data, EVAL_BATCH_SIZE)
     loss = loss_function(metadata["loss"], metadata["training"].get("margin", 1.0))
-    result = evaluate(model, loader, loss, metadata["classes"], progress, "evaluate")
+    result = evaluate(model, loader, loss, metadata["classes"], progress, "evaluate", top_k)
     return {"model": str(path), "dataset": spec, "split": split, **result}
 
 
@@ -179,20 +186,9 @@ def predict(path, images, top_k=3, invert=False) -> list[dict]:
         DatasetError naming a file that is not a readable image; CheckpointError.
     """
     check_number("--top-k", top_k, integer=True, minimum=1)
-    model, metadata, inputs = load_trained(path)
-    prep, classes = metadata["preprocessing"], metadata["classes"]
-    pixels = np.stack([load_image(image, size=tuple(prep["input_size"]),
-                                  channels=prep["channels"]) for image in images])
-    if invert:
-        pixels = 255 - pixels
-    if expects_dark_background(metadata):
-        light = [str(image) for image, flag in zip(images, light_background(pixels),
-                                                   strict=True) if flag]
-        if light:
-            warnings.warn(f"{', '.join(light)}: a light background, but the model was trained "
-                          "on light objects on a dark background, so its prediction is likely "
-                          "wrong; try --invert", stacklevel=2)
-    x = inputs.transform(pixels)
+    trained = load_trained(path)
+    model, classes = trained.model, trained.metadata["classes"]
+    _, x = prepare_images(trained, images, invert)
     with no_grad():
         probabilities = F.softmax(model(Tensor(x)), dim=1).data
     results = []
@@ -201,6 +197,39 @@ def predict(path, images, top_k=3, invert=False) -> list[dict]:
         results.append({"image": str(image), "predictions": [
             {"class": classes[k], "index": int(k), "probability": float(row[k])} for k in order]})
     return results
+
+
+def prepare_images(trained, images, invert=False):
+    """Image files as `predict` feeds them to a trained model.
+
+    Args:
+        trained: a `Trained` (see `load_trained`).
+        images: paths of image files (any format Pillow reads, any size or colour mode).
+        invert: feed 255 - pixel (a dark object drawn on white, for a model trained on light
+            objects on a dark background). A grey model trained on dark images warns about
+            images with a light background (see `light_background`).
+
+    Returns:
+        (pixels, x): pixels (N, C, H, W) uint8, resized and converted to the model's input
+        size and channels (inverted if asked); x the model's input,
+        `trained.inputs.transform(pixels)`.
+
+    Raises:
+        DatasetError naming a file that is not a readable image.
+    """
+    prep = trained.metadata["preprocessing"]
+    pixels = np.stack([load_image(image, size=tuple(prep["input_size"]),
+                                  channels=prep["channels"]) for image in images])
+    if invert:
+        pixels = 255 - pixels
+    if expects_dark_background(trained.metadata):
+        light = [str(image) for image, flag in zip(images, light_background(pixels),
+                                                   strict=True) if flag]
+        if light:
+            warnings.warn(f"{', '.join(light)}: a light background, but the model was trained "
+                          "on light objects on a dark background, so its prediction is likely "
+                          "wrong; try --invert", stacklevel=3)
+    return pixels, trained.inputs.transform(pixels)
 
 
 def expects_dark_background(metadata) -> bool:
