@@ -29,7 +29,7 @@ from cnnlab.explain import (
 )
 from cnnlab.nn import functional as F
 from cnnlab.tensor import Tensor, no_grad
-from cnnlab.training.trained import _load_matching, load_trained, prepare_images
+from cnnlab.training.trained import load_split, load_trained, prepare_images
 
 METHODS = ("saliency", "gradcam", "occlusion")
 METHOD_TITLES = {"saliency": "saliency |d score / d pixel|", "gradcam": "Grad-CAM",
@@ -224,7 +224,7 @@ def viz_explanations(path, out, top_patches=None, features=None, misclassified=F
     out = check_out_dir(out)
     written = []
     if top_patches is not None or misclassified:
-        test = _load_matching(trained.metadata, trained.metadata["dataset"], data_dir, False,
+        test = load_split(trained.metadata, trained.metadata["dataset"], data_dir, False,
                               "test")
         x = trained.inputs.transform(test.images)
         if top_patches is not None:

@@ -135,15 +135,16 @@ def evaluate_run(path, dataset=None, data_dir=None, download=False, split="test"
     for k in top_k:
         check_number("--top-k", k, integer=True, minimum=1, maximum=count)
     spec = dataset or metadata["dataset"]
-    data = _load_matching(metadata, spec, data_dir, download, split)
+    data = load_split(metadata, spec, data_dir, download, split)
     loader = inputs.loader(data, EVAL_BATCH_SIZE)
     loss = loss_function(metadata["loss"], metadata["training"].get("margin", 1.0))
     result = evaluate(model, loader, loss, metadata["classes"], progress, "evaluate", top_k)
     return {"model": str(path), "dataset": spec, "split": split, **result}
 
 
-def _load_matching(metadata, spec, data_dir, download, split):
-    """The `split` of dataset `spec`, checked against the model's input shape and classes."""
+def load_split(metadata, spec, data_dir=None, download=False, split="test"):
+    """The `split` ("test", or "val": the run's own seeded validation split) of dataset `spec`,
+    checked against the model's input shape and classes (its metadata)."""
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     prep = metadata["preprocessing"]
