@@ -125,14 +125,14 @@ def evaluate_run(path, dataset=None, data_dir=None, download=False, split="test"
     """
     model, metadata, inputs = load_trained(path)
     spec = dataset or metadata["dataset"]
-    data = _load_matching(metadata, spec, data_dir, download, split)
+    data = load_matching(metadata, spec, data_dir, download, split)
     loader = inputs.loader(data, EVAL_BATCH_SIZE)
     loss = loss_function(metadata["loss"], metadata["training"].get("margin", 1.0))
     result = evaluate(model, loader, loss, metadata["classes"], progress, "evaluate")
     return {"model": str(path), "dataset": spec, "split": split, **result}
 
 
-def _load_matching(metadata, spec, data_dir, download, split):
+def load_matching(metadata, spec, data_dir=None, download=False, split="test"):
     """The `split` of dataset `spec`, checked against the model's input shape and classes."""
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
@@ -169,19 +169,45 @@ def predict(path, images, top_k=3) -> list[dict]:
         DatasetError naming a file that is not a readable image; CheckpointError.
     """
     check_number("--top-k", top_k, integer=True, minimum=1)
-    model, metadata, inputs = load_trained(path)
-    prep, classes = metadata["preprocessing"], metadata["classes"]
+    trained = load_trained(path)
+    prep = trained.metadata["preprocessing"]
     pixels = np.stack([load_image(image, size=tuple(prep["input_size"]),
                                   channels=prep["channels"]) for image in images])
-    x = inputs.transform(pixels)
+    return [{"image": str(image), "predictions": ranked} for image, ranked in
+            zip(images, rank_classes(trained, pixels, top_k), strict=True)]
+
+
+def rank_classes(trained: Trained, pixels, top_k=None) -> list[list[dict]]:
+    """The classes of each image, most probable first, as `predict` gives them.
+
+    Args:
+        trained: see `load_trained`.
+        pixels: (N, C, H, W) uint8 images of the model's input size and channels.
+        top_k: how many classes per image. Default: all.
+
+    Returns:
+        per image, a list of {"class", "index", "probability"} in decreasing probability.
+    """
+    classes = trained.metadata["classes"]
     with no_grad():
-        probabilities = F.softmax(model(Tensor(x)), dim=1).data
+        probabilities = F.softmax(trained.model(Tensor(trained.inputs.transform(pixels))),
+                                  dim=1).data
     results = []
-    for image, row in zip(images, probabilities, strict=True):
+    for row in probabilities:
         order = np.argsort(-row, kind="stable")[:top_k]
-        results.append({"image": str(image), "predictions": [
-            {"class": classes[k], "index": int(k), "probability": float(row[k])} for k in order]})
+        results.append([{"class": classes[k], "index": int(k), "probability": float(row[k])}
+                        for k in order])
     return results
+
+
+def predict_classes(trained: Trained, dataset) -> np.ndarray:
+    """The most probable class of every image of `dataset` (an ImageDataset of the model's
+    image shape), in batches of EVAL_BATCH_SIZE as `evaluate` runs them: (N,) int64."""
+    loader = trained.inputs.loader(dataset, EVAL_BATCH_SIZE)
+    with no_grad():
+        batches = [trained.model(Tensor(loader.batch(0, index)[0])).data.argmax(axis=1)
+                   for index in range(len(loader))]
+    return np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
 
 
 def write_plots(run_dir) -> list[Path]:
