@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from cnnlab import __version__
-from cnnlab.cli import analysis, train
+from cnnlab.cli import analysis, lab, train
 from cnnlab.cli.common import Parser, run
 
 DESCRIPTION = """\
@@ -33,6 +33,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train.add_commands(commands)  # train, evaluate, predict, plot
     analysis.add_commands(commands)  # summary, viz, compare
+    lab.add_commands(commands)  # lab
     return parser
 
 
