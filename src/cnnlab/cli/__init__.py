@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from cnnlab import __version__
-from cnnlab.cli import analysis, explain, train
+from cnnlab.cli import analysis, explain, lab, train
 from cnnlab.cli.common import Parser, run
 
 DESCRIPTION = """\
@@ -23,6 +23,7 @@ cnnlab: image classification with convolutional networks, on NumPy.
   cnnlab viz RUN_DIR                pictures of a trained model: templates, filters, activations
   cnnlab explain RUN_DIR a.png      which pixels made a prediction: saliency, Grad-CAM, occlusion
   cnnlab compare                    pixels, hand-made features, MLP and CNN side by side
+  cnnlab lab [RUNS_DIR]             watch runs train and look inside them, in a browser
 
 Run `cnnlab COMMAND --help` for a command's options."""
 
@@ -35,6 +36,7 @@ def build_parser():
     train.add_commands(commands)  # train, evaluate, predict, plot
     analysis.add_commands(commands)  # summary, viz, compare
     explain.add_commands(commands)  # explain
+    lab.add_commands(commands)  # lab
     return parser
 
 

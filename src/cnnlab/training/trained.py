@@ -188,20 +188,36 @@ def predict(path, images, top_k=3, invert=False) -> list[dict]:
     """
     check_number("--top-k", top_k, integer=True, minimum=1)
     trained = load_trained(path)
-    model, classes = trained.model, trained.metadata["classes"]
-    _, x = prepare_images(trained, images, invert)
+    pixels = read_images(trained, images, invert)
+    return [{"image": str(image), "predictions": ranked} for image, ranked in
+            zip(images, rank_classes(trained, pixels, top_k), strict=True)]
+
+
+def rank_classes(trained: Trained, pixels, top_k=None) -> list[list[dict]]:
+    """The classes of each image, most probable first, as `predict` gives them.
+
+    Args:
+        trained: see `load_trained`.
+        pixels: (N, C, H, W) uint8 images of the model's input size and channels.
+        top_k: how many classes per image. Default: all.
+
+    Returns:
+        per image, a list of {"class", "index", "probability"} in decreasing probability.
+    """
+    classes = trained.metadata["classes"]
     with no_grad():
-        probabilities = F.softmax(model(Tensor(x)), dim=1).data
+        probabilities = F.softmax(trained.model(Tensor(trained.inputs.transform(pixels))),
+                                  dim=1).data
     results = []
-    for image, row in zip(images, probabilities, strict=True):
+    for row in probabilities:
         order = np.argsort(-row, kind="stable")[:top_k]
-        results.append({"image": str(image), "predictions": [
-            {"class": classes[k], "index": int(k), "probability": float(row[k])} for k in order]})
+        results.append([{"class": classes[k], "index": int(k), "probability": float(row[k])}
+                        for k in order])
     return results
 
 
 def prepare_images(trained, images, invert=False):
-    """Image files as `predict` feeds them to a trained model.
+    """Image files as `predict` feeds them to a trained model: `read_images`, transformed.
 
     Args:
         trained: a `Trained` (see `load_trained`).
@@ -218,6 +234,13 @@ def prepare_images(trained, images, invert=False):
     Raises:
         DatasetError naming a file that is not a readable image.
     """
+    pixels = read_images(trained, images, invert)
+    return pixels, trained.inputs.transform(pixels)
+
+
+def read_images(trained, images, invert=False) -> np.ndarray:
+    """Image files as (N, C, H, W) uint8 pixels of the model's input size and channels
+    (inverted if asked), with the light-background warning of `prepare_images`."""
     prep = trained.metadata["preprocessing"]
     pixels = np.stack([load_image(image, size=tuple(prep["input_size"]),
                                   channels=prep["channels"]) for image in images])
@@ -229,8 +252,8 @@ def prepare_images(trained, images, invert=False):
         if light:
             warnings.warn(f"{', '.join(light)}: a light background, but the model was trained "
                           "on light objects on a dark background, so its prediction is likely "
-                          "wrong; try --invert", stacklevel=3)
-    return pixels, trained.inputs.transform(pixels)
+                          "wrong; try --invert", stacklevel=4)
+    return pixels
 
 
 def expects_dark_background(metadata) -> bool:
@@ -252,6 +275,16 @@ def light_background(pixels) -> np.ndarray:
     border[1:-1, 1:-1] = False
     border_mean = pixels[..., border].mean(axis=(1, 2))
     return (border_mean > 127) & (border_mean > pixels.mean(axis=(1, 2, 3)))
+
+
+def predict_classes(trained: Trained, dataset) -> np.ndarray:
+    """The most probable class of every image of `dataset` (an ImageDataset of the model's
+    image shape), in batches of EVAL_BATCH_SIZE as `evaluate` runs them: (N,) int64."""
+    loader = trained.inputs.loader(dataset, EVAL_BATCH_SIZE)
+    with no_grad():
+        batches = [trained.model(Tensor(loader.batch(0, index)[0])).data.argmax(axis=1)
+                   for index in range(len(loader))]
+    return np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
 
 
 def write_plots(run_dir) -> list[Path]:
