@@ -1,15 +1,15 @@
 """The `cnnlab` command: it parses arguments and calls the library; no logic.
 
 train.py: train, evaluate, predict, plot (cnnlab.training); analysis.py: summary, viz
-(cnnlab.analysis) and compare; common.py: the parser, the output flags, one-line errors and
-the exit status.
+(cnnlab.analysis) and compare; export.py: export (cnnlab.interop); common.py: the parser, the
+output flags, one-line errors and the exit status.
 """
 
 import argparse
 import sys
 
 from cnnlab import __version__
-from cnnlab.cli import analysis, train
+from cnnlab.cli import analysis, export, train
 from cnnlab.cli.common import Parser, run
 
 DESCRIPTION = """\
@@ -22,6 +22,7 @@ cnnlab: image classification with convolutional networks, on NumPy.
   cnnlab summary                    per-layer shapes, parameters and receptive fields
   cnnlab viz RUN_DIR                pictures of a trained model: templates, filters, activations
   cnnlab compare                    pixels, hand-made features, MLP and CNN side by side
+  cnnlab export RUN_DIR --format X  the model for ONNX runtimes (onnx) or PyTorch (torch)
 
 Run `cnnlab COMMAND --help` for a command's options."""
 
@@ -33,6 +34,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train.add_commands(commands)  # train, evaluate, predict, plot
     analysis.add_commands(commands)  # summary, viz, compare
+    export.add_commands(commands)  # export
     return parser
 
 
