@@ -73,8 +73,8 @@ def trained(folder, tmp_path_factory):
 def model_inputs(run_dir, pixels):
     """(N, C, H, W) uint8 -> the model's inputs: (pixel / 255 - mean) / std for a model on
     pixels; for one on hog,color features, scikit-image's HOG of each image and its intensity
-    histogram, standardised with the statistics saved beside the weights."""
-    arrays, metadata = load_checkpoint(Path(run_dir) / "model")
+    histogram, standardised with the statistics saved apart from the weights (RUN_DIR/features)."""
+    _, metadata = load_checkpoint(Path(run_dir) / "model")
     prep = metadata["preprocessing"]
     values = pixels.astype(np.float64) / 255
     if "features" not in prep:
@@ -90,7 +90,9 @@ def model_inputs(run_dir, pixels):
     index = np.minimum(pixels[:, 0].reshape(len(pixels), -1).astype(int) * bins // 255, bins - 1)
     histogram = (index[..., None] == np.arange(bins)).mean(axis=1)
     features = np.concatenate([hogs, histogram], axis=1)
-    return ((features - arrays["features.mean"]) / arrays["features.std"]).astype(np.float32)
+    statistics, _ = load_checkpoint(Path(run_dir) / "features")
+    return ((features - statistics["features.mean"]) / statistics["features.std"]
+            ).astype(np.float32)
 
 
 def probabilities(run_dir, pixels):
@@ -360,7 +362,8 @@ def test_features_train_well_and_evaluate_and_predict_repeat_them(features_run, 
     assert_evaluation(result, expected_evaluation(features_run, folder_test_set(folder)))
     described = json.loads((features_run / "model.json").read_text())
     assert described["preprocessing"]["features"]["names"] == ["hog", "color"]
-    assert described["extra_arrays"] == ["features.mean", "features.std"]
+    assert "extra_arrays" not in described  # the statistics are in features.safetensors
+    assert (features_run / "features.safetensors").exists()
     assert described["model"]["input_size"] == [1, sum(
         described["preprocessing"]["features"]["dims"].values())]
     images = [folder / "cross" / "29.png", folder / "circle" / "03.png"]

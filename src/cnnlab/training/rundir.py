@@ -4,12 +4,18 @@
                                     (input size, channels, mean and std, or the feature
                                     pipeline), epoch, metrics
     best.safetensors, best.json     the weights of the epoch with the best validation accuracy
+    features.safetensors, .json     a run on hand-made features: the statistics that
+                                    standardise them ("features.mean", "features.std"), for
+                                    model and best alike, apart from the weights (so PyTorch
+                                    loads model.safetensors with strict=True; runs saved
+                                    before kept them inside model.safetensors, still read)
     last.safetensors, last.json     everything needed to resume: model, optimiser, schedule,
                                     loader position, random generator, history
     metrics.jsonl                   one JSON object per finished epoch
     progress.jsonl                  a few points per epoch while it trains (for watching it)
     first_layer.safetensors, .json  the first layer's weights after each epoch
     curves.png, confusion.png       loss/accuracy curves and the test confusion matrix
+    export/                         `cnnlab export`'s files (model.onnx, model.safetensors, ...)
     .lock                           locked by the process training the run, which wrote its
                                     PID there (an OS lock: it dies with its process); a
                                     RUN_DIR holding nothing else holds no run
@@ -31,7 +37,10 @@ from cnnlab.files import atomic_write
 
 STATE_FORMAT = "cnnlab-train-state/1"
 MODEL_FORMAT = "cnnlab-model/1"
+FEATURES_FORMAT = "cnnlab-features/1"
 MODEL, BEST, LAST = "model", "best", "last"  # checkpoints, each .safetensors and .json
+FEATURES = "features"  # a checkpoint too
+EXPORT = "export"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
 PROGRESS = "progress.jsonl"
@@ -52,6 +61,16 @@ def best_path(run_dir) -> Path:
 def state_path(run_dir) -> Path:
     """RUN_DIR/last: the training state, everything `--resume` continues from."""
     return Path(run_dir) / LAST
+
+
+def features_path(run_dir) -> Path:
+    """RUN_DIR/features: a features run's input statistics, beside its model checkpoints."""
+    return Path(run_dir) / FEATURES
+
+
+def export_dir(run_dir) -> Path:
+    """RUN_DIR/export: where `cnnlab export` writes unless told otherwise."""
+    return Path(run_dir) / EXPORT
 
 
 def metrics_path(run_dir) -> Path:
@@ -218,7 +237,7 @@ def start_run_dir(run_dir) -> Path:
     """Create RUN_DIR for a fresh run, removing a previous run's files from it (only those)."""
     run_dir = _checked_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stem in (MODEL, BEST, LAST, FIRST_LAYER):
+    for stem in (MODEL, BEST, LAST, FEATURES, FIRST_LAYER):
         for path in checkpoint_paths(run_dir / stem):
             Path(path).unlink(missing_ok=True)
     for path in (metrics_path(run_dir), progress_path(run_dir), *plot_paths(run_dir)):

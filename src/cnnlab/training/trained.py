@@ -84,7 +84,7 @@ def load_trained(path) -> Trained:
     if state:
         metadata = _model_metadata_of_state(metadata)
     try:
-        inputs = inputs_from_checkpoint(metadata["preprocessing"], arrays)
+        inputs = inputs_from_checkpoint(metadata["preprocessing"], arrays, path.parent)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
     return Trained(model.eval(), metadata, inputs)

@@ -303,8 +303,9 @@ class Trainer:
         }
 
     def save_model(self, path, metrics=None) -> Path:
-        """The model alone (path.safetensors + path.json), for evaluate and predict."""
-        save_model(path, self.model, self.model_metadata(metrics), self.inputs.arrays())
+        """The model (path.safetensors, .json) and any input statistics beside it (rundir)."""
+        self.inputs.save_statistics(Path(path).parent)  # first: no model without them
+        save_model(path, self.model, self.model_metadata(metrics))
         return Path(path)
 
     def save_state(self) -> Path:
