@@ -117,6 +117,29 @@ def test_summary_of_every_model_in_the_family_matches_its_forward_pass(name, inp
     assert sum(r.params for r in records) == sum(p.data.size for p in model.parameters())
 
 
+@pytest.mark.parametrize("input_shape", [(1, 28, 28), (3, 32, 32)])
+def test_summary_of_the_vit_matches_its_forward_pass_one_row_per_encoder_layer(input_shape):
+    """Tokens x dim per row, each encoder layer's parameters in one row, the patch's receptive
+    field on the tokens and the whole image from the first attention layer on."""
+    model = build_model("vit", in_channels=input_shape[0], input_size=input_shape[1:],
+                        num_layers=2).eval()
+    x = np.random.default_rng(0).normal(size=(2, *input_shape)).astype(np.float32)
+    records = summary(model, x.shape)
+    assert [r.output_shape for r in records] == [out.shape for _, out in layer_outputs(model, x)]
+    tokens = 1 + (input_shape[1] // 4) * (input_shape[2] // 4)
+    assert [(r.name, r.output_shape[1:]) for r in records] == [
+        ("conv1", (64, input_shape[1] // 4, input_shape[2] // 4)), ("tokens1", (tokens, 64)),
+        ("encoder1", (tokens, 64)), ("encoder2", (tokens, 64)), ("ln1", (tokens, 64)),
+        ("select1", (64,)), ("linear1", (10,))]
+    encoder = model[2]
+    assert records[2].params == sum(p.data.size for p in encoder.parameters()) == 33472
+    assert sum(r.params for r in records) == sum(p.data.size for p in model.parameters())
+    assert [r.receptive_field for r in records[:3]] == [(4, 4), (4, 4), tuple(input_shape[1:])]
+    assert not any(r.spatial for r in records[1:])
+    text = format_summary(records, x.shape)
+    assert f"encoder1  TransformerEncoderLayer  (2, {tokens}, 64)     33,472" in text
+
+
 def footprint(model, x, layer_index, position):
     """Bounding box (top, left, bottom, right) of the nonzero input gradient of one output."""
     x = cnnlab.Tensor(x, requires_grad=True)
