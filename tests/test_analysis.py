@@ -226,3 +226,24 @@ def test_equivariance_is_small_for_conv_and_pool_and_large_for_a_dense_layer():
     assert equivariance_error(reshaped, cnnlab.Tensor(x), (4, 4)) > 0.3
     with pytest.raises(ValueError, match="multiple of the jump"):
         equivariance_error(pool, x, (1, 0))
+
+
+def test_equivariance_for_class_scores_is_invariance_and_nearest_allows_any_shift():
+    """Global average pooling then a linear head gives a shifted image (zero border) the
+    same scores; a flattening head does not. A stride-4 patch embedding commutes with a shift
+    of one patch, not with a shift of one pixel (nearest: against the unshifted tokens)."""
+    rng = np.random.default_rng(1)
+    x = np.zeros((2, 1, 28, 28), dtype=np.float32)
+    x[:, :, 8:20, 8:20] = rng.normal(size=(2, 1, 12, 12))
+    conv = nn.Conv2d(1, 4, 3, padding=1, generator=rng)
+    head = nn.Linear(4, 3, generator=rng)
+    pooled = lambda images: head(conv(images).mean(axis=(2, 3)))  # noqa: E731
+    assert equivariance_error(pooled, x, (4, 4)) < 1e-5  # float32 sums in another order
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 3, generator=rng))
+    assert equivariance_error(flat, x, (4, 4)) > 0.1
+    patches = nn.Conv2d(1, 8, 4, stride=4, generator=rng)
+    assert equivariance_error(patches, x, (4, -4)) < 1e-6
+    assert equivariance_error(patches, x, (1, 0), nearest=True) > 0.1
+    assert equivariance_error(patches, x, (-4, 4), nearest=True) < 1e-6  # a multiple: as before
+    with pytest.raises(ValueError, match="or give nearest=True"):
+        equivariance_error(patches, x, (1, 0))
