@@ -50,7 +50,7 @@ MODEL_DEFAULTS = {
     "mlp":    ModelDefaults("sgd",    0.05,  0.9,     5e-4,        "cosine", 20,    128, 0, 0.0),
     "cnn":    ModelDefaults("sgd",    0.05,  0.9,     5e-4,        "cosine", 10,    128, 0, 0.0),
     "cnn-bn": ModelDefaults("sgd",    0.05,  0.9,     5e-4,        "cosine", 20,    128, 0, 0.0),
-    "vit":    ModelDefaults("adamw",  0.001, 0.0,     0.05,        "cosine", 11,    128, 2, 0.1),
+    "vit":    ModelDefaults("adamw",  0.001, 0.0,     0.05,        "cosine", 9,     128, 2, 0.1),
 }  # fmt: skip
 
 # The models that take a flat input, and so can train on hand-designed features (--features).
