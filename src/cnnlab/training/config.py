@@ -39,9 +39,11 @@ class ModelDefaults(NamedTuple):
 # >= 0.83, mlp >= 0.885, cnn >= 0.915 in under ten minutes on two cores, cnn-bn with --augment
 # >= 0.93, vit >= 0.88. The architectures and their losses are cnnlab.models.MODELS. On two
 # cores the cnn trains at about 3,300 images/s (10 epochs of 55,000: about 3 minutes), the
-# cnn-bn with --augment at about 680 (20 epochs: about 28 minutes). The vit has a transformer's
-# recipe: AdamW with decoupled weight decay, a linear warm-up (attention is unstable under a
-# full learning rate from random weights) then cosine, label smoothing.
+# cnn-bn with --augment at about 680 (20 epochs: about 28 minutes), the vit at about 90 under
+# nice on a shared machine (9 epochs: about 90 minutes). The vit has a transformer's recipe:
+# AdamW with decoupled weight decay, a linear warm-up (attention is unstable under a full
+# learning rate from random weights) then cosine, label smoothing; no augmentation (in 9
+# epochs a small ViT under-fits rather than over-fits).
 MODEL_DEFAULTS = {
     #                       optimizer lr     momentum weight_decay schedule epochs batch_size
     #                       warmup_epochs label_smoothing
