@@ -22,7 +22,6 @@ exact equivariance and about 1 none.
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -74,8 +73,9 @@ def measure(cnn, cnn_inputs, vit, vit_inputs, pixels) -> dict:
 
 
 def load_vit(path):
-    """(model, inputs, description): the trained vit at `path`, or an untrained default one."""
-    if path is not None and Path(path).exists():
+    """(model, inputs, description): the trained vit at `path` (RUN_DIR, or a checkpoint such
+    as RUN_DIR/best), or without one an untrained default vit."""
+    if path is not None:
         trained = load_trained(path)
         return trained.model, trained.inputs, f"trained ({path})"
     model = build_model("vit", generator=np.random.default_rng(0)).eval()
