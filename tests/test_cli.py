@@ -19,7 +19,7 @@ import cnnlab
 from cnnlab.checkpoint import load_checkpoint, load_model
 from cnnlab.cli import main
 from cnnlab.data import load_dataset, load_image, train_val_split
-from cnnlab.training.config import derived_seed
+from cnnlab.training.config import MODEL_DEFAULTS, derived_seed
 from cnnlab.training.trained import expects_dark_background, light_background
 from test_pictures import assert_png
 from test_train_viz import assert_png_with_content
@@ -561,6 +561,10 @@ def test_the_installed_entry_point(tmp_path):
     assert shown.returncode == 0
     assert "per-model defaults" in shown.stdout and "--limit-train" in shown.stdout
     assert "--features" in shown.stdout and "hog,color" in shown.stdout
+    vit_row = next(line for line in shown.stdout.splitlines() if line.startswith("  vit "))
+    assert vit_row.split() == ["vit", "adamw", "0.001", "0", "0.05", "cosine",
+                               str(MODEL_DEFAULTS["vit"].epochs), "128", "2", "0.1"]
+    assert "--warmup-epochs" in shown.stdout and "--label-smoothing" in shown.stdout
     failed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--lr", "-1"],
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and failed.stderr.startswith("error: ")

@@ -47,10 +47,12 @@ examples:
 
 COMPARE_EPILOG = """\
 models: pixels-linear (softmax on pixels), features-linear (softmax on HOG + colour histogram
-features), mlp and cnn, each trained with the trainer's defaults for its model (or --epochs).
+features), mlp, cnn and vit (a vision transformer), each trained with the trainer's defaults
+for its model (or --epochs).
 
 examples:
-  cnnlab compare --dataset fashion-mnist                 the full comparison (tens of minutes)
+  cnnlab compare --dataset fashion-mnist          the full comparison (two hours, most the vit's)
+  cnnlab compare --models pixels-linear,features-linear,mlp,cnn       without the vit: minutes
   cnnlab compare --limit-train 5000 --epochs 3 --out runs/quick"""
 
 
@@ -120,8 +122,10 @@ def _add_viz(commands):
 
 
 def _add_compare(commands):
-    parser = add_command(commands, "compare", "pixels vs features vs MLP vs CNN on one dataset",
-                         "Train pixels-linear, features-linear, mlp and cnn on the same data; "
+    parser = add_command(commands, "compare",
+                         "pixels vs features vs MLP vs CNN vs ViT on one dataset",
+                         "Train pixels-linear, features-linear, mlp, cnn and vit on the same "
+                         "data; "
                          "write OUT/comparison.md (table) and OUT/comparison.png (bar chart).",
                          COMPARE_EPILOG)
     parser.add_argument("--dataset", default="fashion-mnist", metavar="SPEC",

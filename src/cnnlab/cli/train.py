@@ -59,10 +59,12 @@ def _ks(text):
 
 def _defaults_table():
     lines = ["per-model defaults (each overridable by its flag):",
-             "  model    optimizer  lr      momentum  weight-decay  schedule  epochs  batch-size"]
+             "  model    optimizer  lr      momentum  weight-decay  schedule  epochs  "
+             "batch-size  warm-up  smoothing"]
     for name, row in MODEL_DEFAULTS.items():
         lines.append(f"  {name:<8} {row.optimizer:<10} {row.lr:<7g} {row.momentum:<9g} "
-                     f"{row.weight_decay:<13g} {row.schedule:<9} {row.epochs:<7} {row.batch_size}")
+                     f"{row.weight_decay:<13g} {row.schedule:<9} {row.epochs:<7} "
+                     f"{row.batch_size:<11} {row.warmup_epochs:<8} {row.label_smoothing:g}")
     return "\n".join(lines)
 
 
@@ -90,6 +92,7 @@ examples:
   cnnlab train                                     CNN on Fashion-MNIST -> runs/cnn-fashion-mnist
   cnnlab train --model mlp --epochs 5 --lr 0.02
   cnnlab train --model cnn-bn --augment --out runs/bn
+  cnnlab train --model vit                         vision transformer: AdamW, warm-up, cosine
   cnnlab train --model linear --features hog,color   -> runs/linear-hog-color-fashion-mnist
   cnnlab train --dataset folder:photos --image-size 64 --channels 3
   cnnlab train --out runs/bn --resume --epochs 30"""
@@ -123,8 +126,8 @@ def _add_train(commands):
                       help="folders: 1 (grey) or 3 (RGB) (default: from the first image)")
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--model", choices=list(MODEL_DEFAULTS),
-                       help="linear softmax, linear SVM, MLP, CNN (default) or CNN with "
-                            "batch normalisation")
+                       help="linear softmax, linear SVM, MLP, CNN (default), CNN with "
+                            "batch normalisation or vision transformer")
     model.add_argument("--features", type=_feature_names, metavar="A,B",
                        help="train linear, svm or mlp on hand-designed features of the images "
                             f"instead of their pixels: {','.join(FEATURE_NAMES)} "
@@ -138,6 +141,11 @@ def _add_train(commands):
     model.add_argument("--weight-decay", type=float, metavar="X", help="L2 weight decay")
     model.add_argument("--schedule", choices=SCHEDULES,
                        help="learning-rate schedule over the epochs")
+    model.add_argument("--warmup-epochs", type=int, metavar="N",
+                       help="epochs of linear learning-rate warm-up before the schedule "
+                            "(from lr / (N + 1) up to lr; at most --epochs - 1 are used)")
+    model.add_argument("--label-smoothing", type=float, metavar="X",
+                       help="cross-entropy label smoothing in [0, 1], in training (PyTorch's)")
     model.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="random flips and crops (shifts for mnist) of training images")
     model.add_argument("--patience", type=int, metavar="N",

@@ -15,12 +15,14 @@ from cnnlab.nn import functional as F
 from cnnlab.tensor import Tensor, no_grad
 
 
-def loss_function(name: str, margin: float = 1.0):
-    """loss(scores (N, K) Tensor, labels (N,), reduction) -> Tensor, by name."""
+def loss_function(name: str, margin: float = 1.0, label_smoothing: float = 0.0):
+    """loss(scores (N, K) Tensor, labels (N,), reduction) -> Tensor, by name; `margin` is the
+    hinge's, `label_smoothing` the cross-entropy's."""
     if name == "hinge":
         return lambda scores, labels, reduction="mean": F.multiclass_hinge_loss(
             scores, labels, margin=margin, reduction=reduction)
-    return lambda scores, labels, reduction="mean": F.cross_entropy(scores, labels, reduction)
+    return lambda scores, labels, reduction="mean": F.cross_entropy(
+        scores, labels, reduction, label_smoothing)
 
 
 def evaluate(model, loader: DataLoader, loss, classes, progress=False, description="eval",
