@@ -176,8 +176,10 @@ def test_cnnlab_lab_prints_its_url_first_and_ctrl_c_ends_it(runs_dir):
     process, url = start_lab(runs_dir)
     try:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)
-        assert {run["name"] for run in httpx.get(url + "api/runs").json()} == {"shapes",
-                                                                               "stopped"}
+        runs = {run["name"]: run["source"] for run in httpx.get(url + "api/runs").json()}
+        assert runs == {"shapes": "runs", "stopped": "runs",  # and the shipped ones, read-only
+                        "pretrained:cnn-fashion-mnist": "pretrained",
+                        "pretrained:linear-fashion-mnist": "pretrained"}
         assert httpx.get(url).headers["content-type"].startswith("text/html")
     finally:
         status = stop_lab(process)
