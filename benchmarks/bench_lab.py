@@ -110,7 +110,7 @@ def main():
     print(f"page usable:            {median_ms(usable):6.0f} ms (median of {len(usable)} loads)")
     print(f"inspect, default CNN:   {inspect[(0, 0)]:6.1f} ms (predictions + every layer's maps)")
     print(f"  shifted by (2, 2):    {inspect[(2, 2)]:6.1f} ms (+ each layer's equivariance error)")
-    for method, title in (("saliency", "saliency"), ("gradcam", "Grad-CAM, relu2"),
+    for method, title in (("saliency", "saliency"), ("gradcam", "Grad-CAM relu2"),
                           ("occlusion", "occlusion")):
         print(f"explain, {title + ':':15s}{explain[method]:6.1f} ms")
     print(f"top patches, relu2:     {1000 * patches_first:6.0f} ms the first time (10,000 test "
