@@ -1,6 +1,6 @@
-"""The lab's three speeds: how soon the page is usable, how long one input's predictions and
-every layer's activation maps take for the default CNN, and how soon a training point reaches
-an open page.
+"""The lab's speeds: how soon the page is usable, how long one input's predictions and every
+layer's activation maps take for the default CNN, and its explanations, and how soon a
+training point reaches an open page.
 
     python benchmarks/bench_lab.py [--repeats 20]
 
@@ -10,6 +10,10 @@ folder, serves the lab over it (`cnnlab lab --port 0`, a subprocess), and measur
              Chromium (/usr/bin/chromium), median over fresh page loads;
   inspect    POST /api/runs/cnn/inspect for a test image (predictions and every layer's maps),
              unshifted and shifted by (2, 2) (adds each layer's equivariance error), median;
+  explain    POST /api/runs/cnn/explain for a test image, saliency, Grad-CAM (relu2) and
+             occlusion (4 x 4 patches every 2 pixels: 169 occluded images), median;
+  patches    GET /api/runs/cnn/top-patches?layer=relu2: the first answer (ranking the 10,000
+             test images) and the cached ones after it, median;
   points     for a second run trained by `cnnlab train` while the page watches it, the time
              from a point's writing (its "time") to the page drawing it, median and maximum.
 """
@@ -38,6 +42,16 @@ def median_ms(seconds):
     return 1000 * statistics.median(seconds)
 
 
+def timed(send, path, params, repeats) -> list[float]:
+    """Seconds each of `repeats` requests took (each must succeed)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        send(path, params=params).raise_for_status()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -47,16 +61,21 @@ def main():
     process, url = start_lab(runs_dir)
     try:
         inspect = {}
-        with httpx.Client(base_url=url, timeout=60) as client:
+        explain = {}
+        with httpx.Client(base_url=url, timeout=600) as client:
             for shift in ((0, 0), (2, 2)):
                 params = {"test_index": 0, "dy": shift[0], "dx": shift[1]}
                 client.post("/api/runs/cnn/inspect", params=params)  # loads model and data
-                times = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    client.post("/api/runs/cnn/inspect", params=params).raise_for_status()
-                    times.append(time.perf_counter() - start)
-                inspect[shift] = median_ms(times)
+                inspect[shift] = median_ms(timed(client.post, "/api/runs/cnn/inspect", params,
+                                                 args.repeats))
+            for method in ("saliency", "gradcam", "occlusion"):
+                params = {"test_index": 0, "method": method}
+                explain[method] = median_ms(timed(client.post, "/api/runs/cnn/explain", params,
+                                                  args.repeats))
+            layer = {"layer": "relu2"}
+            patches_first = timed(client.get, "/api/runs/cnn/top-patches", layer, 1)[0]
+            patches_cached = median_ms(timed(client.get, "/api/runs/cnn/top-patches", layer,
+                                             args.repeats))
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
             usable = []
@@ -91,6 +110,11 @@ def main():
     print(f"page usable:            {median_ms(usable):6.0f} ms (median of {len(usable)} loads)")
     print(f"inspect, default CNN:   {inspect[(0, 0)]:6.1f} ms (predictions + every layer's maps)")
     print(f"  shifted by (2, 2):    {inspect[(2, 2)]:6.1f} ms (+ each layer's equivariance error)")
+    for method, title in (("saliency", "saliency"), ("gradcam", "Grad-CAM relu2"),
+                          ("occlusion", "occlusion")):
+        print(f"explain, {title + ':':15s}{explain[method]:6.1f} ms")
+    print(f"top patches, relu2:     {1000 * patches_first:6.0f} ms the first time (10,000 test "
+          f"images), {patches_cached:.1f} ms cached")
     if latencies:
         print(f"point to page:          {median_ms(latencies):6.0f} ms median, "
               f"{1000 * max(latencies):.0f} ms at most ({len(latencies)} points)")

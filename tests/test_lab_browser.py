@@ -1,11 +1,14 @@
 """The lab in a real browser (Debian's Chromium, driven by Playwright) over small real runs, as
-a user uses it: the run list and curves render; clicking an activation draws its receptive
-field at the right pixels; the arrow keys shift conv1's maps; an uploaded and a drawn image get
-`cnnlab predict`'s predictions; Start and Stop train and interrupt a run, whose curve grows
-meanwhile, and Resume finishes it. Every page asks 127.0.0.1 alone and logs no error. The
+a user uses it: the run list and curves render, a shipped run's too; clicking an activation
+draws its receptive field at the right pixels; the arrow keys shift conv1's maps; an uploaded
+and a drawn image get `cnnlab predict`'s predictions; an explanation's overlay is the map the
+lab sent, drawn over the input, and a layer's top patches show; Start and Stop train and
+interrupt a run, whose curve grows meanwhile, and Resume finishes it. Every page asks
+127.0.0.1 alone and logs no error. The
 screenshots in docs/lab-*.png are taken here: `CNNLAB_SCREENSHOTS=docs bash scripts/test.sh
 tests/test_lab_browser.py` refreshes them (other runs write them to a temporary folder)."""
 
+import base64
 import os
 import tempfile
 from pathlib import Path
@@ -22,23 +25,28 @@ from cnnlab.files import atomic_write
 from cnnlab.training import load_trained
 from cnnlab.training.rundir import holds_run, is_finished, read_metrics
 from cnnlab.training.trained import load_split
-from lab_helpers import cnnlab_predict, png_bytes, start_lab, stop_lab, train_run
+from lab_helpers import cnnlab_predict, png_bytes, shapes_folder, start_lab, stop_lab, train_run
 
 pytestmark = pytest.mark.xdist_group("lab-browser")  # one browser and one lab per run
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("CNNLAB_SCREENSHOTS",
                            Path(tempfile.gettempdir()) / "cnnlab-lab-screenshots"))
 TIMEOUT_MS = 120_000  # for a loaded machine: a run from the page loads its data and tests
+SHIPPED = "pretrained:cnn-fashion-mnist"
 expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """The lab (a subprocess on a free port) over a cnn and a linear run on Fashion-MNIST,
-    and a headless Chromium."""
-    runs_dir = tmp_path_factory.mktemp("lab") / "runs"
+    """The lab (a subprocess on a free port) over a cnn and a linear run on Fashion-MNIST and
+    a cnn on a folder of 16 x 16 images (12 test images), with the shipped runs; and a
+    headless Chromium."""
+    root = tmp_path_factory.mktemp("lab")
+    runs_dir = root / "runs"
     train_run(runs_dir, "cnn")
     train_run(runs_dir, "linear", model="linear")
+    train_run(runs_dir, "shapes", dataset=f"folder:{shapes_folder(root / 'shapes')}",
+              limit_train=None, batch_size=16)
     process, url = start_lab(runs_dir)
     try:
         with sync_playwright() as playwright:
@@ -79,9 +87,13 @@ def canvas_pixels(page, selector) -> np.ndarray:
     """The canvas's pixels as it holds them, (H, W, 4) uint8."""
     width, height, data = page.eval_on_selector(selector, """canvas => {
         const image = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
-        return [canvas.width, canvas.height, Array.from(image.data)];
+        let text = "";  // base64: far quicker to hand over than an array of numbers
+        for (let i = 0; i < image.data.length; i += 8192) {
+            text += String.fromCharCode(...image.data.subarray(i, i + 8192));
+        }
+        return [canvas.width, canvas.height, btoa(text)];
     }""")
-    return np.array(data, dtype=np.uint8).reshape(height, width, 4)
+    return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width, 4)
 
 
 def screenshot(page, name, *selectors, height=None):
@@ -109,13 +121,23 @@ def conv1_map(run_dir, index, shift, channel=0) -> np.ndarray:
 # ----- the runs and their curves ----------------------------------------------------------
 def test_the_run_list_and_curves_render(lab, page):
     rows = page.locator("#runs-table tbody tr")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(5)
     runs = {run["name"]: run for run in page.request.get(lab.url + "api/runs").json()}
     for name, run in runs.items():
         row = page.locator(f'#runs-table tr[data-name="{name}"]')
         expect(row.locator('td[data-key="status"]')).to_have_text("finished")
         expect(row.locator('td[data-key="test_accuracy"]')).to_have_text(
             f"{run['test_accuracy']:.4f}")
+        shipped = row.locator('td[data-key="name"] .badge')
+        expect(shipped).to_have_count(1 if name.startswith("pretrained:") else 0)
+    expect(page.locator(f'#runs-table tr[data-name="{SHIPPED}"] .badge')).to_have_text("shipped")
+    open_run(page, SHIPPED)  # no progress points: its epochs' dots; its final filters
+    epochs = len(page.request.get(f"{lab.url}api/runs/{SHIPPED}/curves").json()["epochs"])
+    expect(page.locator("#loss-chart")).to_have_attribute("data-points", str(2 * epochs))
+    expect(page.locator("#first-layer-grid canvas")).to_have_count(32)
+    expect(page.locator("#first-layer-title")).to_contain_text("of the finished model")
+    expect(page.locator("#resume-button")).to_be_disabled()
+    open_run(page, "cnn")
     for name in ("cnn", "linear"):
         page.check(f'#runs-table tr[data-name="{name}"] input[type="checkbox"]')
     expect(page.locator("#chart-legend span")).to_have_count(2)
@@ -214,6 +236,82 @@ def test_an_uploaded_and_a_drawn_image_get_cnnlab_predicts_predictions(lab, page
     with Image.open(drawing) as image:
         grey = np.asarray(image.convert("L"))
     assert grey.shape == (28, 28) and grey.max() == 255 and (grey == 0).mean() > 0.5
+
+
+def unpacked(encoded) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(encoded["data"]), np.uint8).reshape(encoded["shape"])
+
+
+def explained(page, act, method) -> dict:
+    """The explanation the page asks for when `act` runs, once the page has drawn it."""
+    with page.expect_response(lambda response: "/explain?" in response.url) as answer:
+        act()
+    result = answer.value.json()
+    assert result["method"] == method, result
+    expect(page.locator("#explain-overlay")).to_have_attribute(
+        "data-shift", ",".join(map(str, result["shift"])))
+    expect(page.locator("#explain-overlay")).to_have_attribute("data-method", method)
+    return result
+
+
+def assert_overlay_is_the_map(page, result):
+    """The overlay's opacity is the map sent for drawing, each cell a block over the input
+    pixels it covers (nothing elsewhere); the map's hottest cell is among the brightest."""
+    alpha = canvas_pixels(page, "#explain-overlay")[..., 3]
+    scale = alpha.shape[0] // 28
+    shown = unpacked(result["shown"])
+    top, left, bottom, right = (round(edge * scale) for edge in result["box"])
+    cell = (bottom - top) // shown.shape[0]
+    expected = np.zeros_like(alpha)
+    expected[top:bottom, left:right] = np.kron(shown, np.ones((cell, cell), np.uint8))
+    assert np.array_equal(alpha, expected)
+    values = np.array(result["map"]["values"])
+    row, col = np.unravel_index(values.argmax(), values.shape)
+    y, x = top + row * cell, left + col * cell
+    assert alpha[y:y + cell, x:x + cell].min() == alpha.max() == 255
+
+
+def test_explanations_overlay_the_maps_sent_and_top_patches_show(lab, page):
+    open_run(page, SHIPPED)
+    expect(page.locator("#input-caption")).to_contain_text("test image 0")
+    for method in ("saliency", "occlusion"):
+        result = explained(page, lambda method=method: page.click(f'[data-method="{method}"]'),
+                           method)
+        assert_overlay_is_the_map(page, result)
+    assert result["box"] == [1, 1, 27, 27]  # occlusion's cells: 2 pixels, from pixel 1
+    result = explained(page, lambda: page.click('[data-method="gradcam"]'), "gradcam")
+    assert result["layer"] == "relu2"  # cnnlab explain's default
+    expect(page.locator("#explain-layer")).to_have_value("relu2")
+    assert_overlay_is_the_map(page, result)
+    screenshot(page, "explain", "#input-view", "#input-display")
+    result = explained(page, lambda: page.select_option("#explain-layer", "conv2"), "gradcam")
+    assert result["layer"] == "conv2"
+    assert_overlay_is_the_map(page, result)
+    result = explained(page, lambda: page.keyboard.press("ArrowRight"), "gradcam")
+    assert result["shift"] == [0, 1]  # the shifted input, explained
+    assert_overlay_is_the_map(page, result)
+    result = explained(page, lambda: page.select_option("#explain-target", "5"), "gradcam")
+    assert result["target"]["class"] == "Sandal"
+    assert_overlay_is_the_map(page, result)
+    expect(page.locator("#explain-caption")).to_contain_text("Grad-CAM on conv2 for Sandal")
+    page.click('[data-method=""]')
+    expect(page.locator("#explain-overlay")).not_to_have_attribute("data-method", "gradcam")
+    assert canvas_pixels(page, "#explain-overlay")[..., 3].max() == 0
+
+    open_run(page, "shapes")  # a test set of 12 images: quickly ranked
+    page.select_option("#patches-layer", "conv2")
+    with page.expect_response(lambda response: "/top-patches?" in response.url) as answer:
+        page.click("#patches-button")
+    patches = answer.value.json()
+    figures = page.locator('#patches-grid[data-layer="conv2"] figure')
+    expect(figures).to_have_count(64)
+    expect(figures.nth(0).locator("canvas")).to_have_count(9)
+    crops = unpacked(patches["patches"])  # (channels, 9, 1, RF, RF)
+    drawn = canvas_pixels(page, '#patches-grid figure[data-channel="3"] canvas >> nth=2')
+    assert np.array_equal(drawn[..., 0], crops[3, 2, 0])
+    figures.nth(3).locator("canvas").nth(2).click()  # its image becomes the input
+    index = patches["channels"][3][2]["image"]
+    expect(page.locator("#input-caption")).to_contain_text(f"test image {index}")
 
 
 # ----- training from the page -------------------------------------------------------------

@@ -4,9 +4,11 @@ options checked before anything starts, one training at a time and Stop as Ctrl-
 stream on a live server, and `cnnlab lab` itself (its first line, Ctrl-C, a missing extra,
 bad arguments)."""
 
+import asyncio
 import json
 import re
 import shutil
+import socket
 import threading
 import time
 import warnings
@@ -144,6 +146,31 @@ def test_one_training_at_a_time_and_stop_sends_sigint(client, runs_dir):
 
 
 # ----- the event stream, on a live server -------------------------------------------------
+def test_the_labs_connections_send_small_answers_at_once():
+    """uvicorn serves the socket of `bind` through asyncio, which turns Nagle's algorithm off
+    on the connections it accepts only when they are made for TCP; else every small answer
+    waits for the client's delayed acknowledgement."""
+    async def accept_one():
+        sock = bind("127.0.0.1", 0)
+        accepted = asyncio.get_running_loop().create_future()
+
+        class Connection(asyncio.Protocol):
+            def connection_made(self, transport):
+                option = transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP,
+                                                                       socket.TCP_NODELAY)
+                accepted.set_result(option)
+
+        server = await asyncio.get_running_loop().create_server(Connection, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        option = await accepted
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return option
+
+    assert asyncio.run(accept_one()) != 0
+
+
 def test_the_event_stream_announces_runs_that_move_on(runs_dir):
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -176,8 +203,10 @@ def test_cnnlab_lab_prints_its_url_first_and_ctrl_c_ends_it(runs_dir):
     process, url = start_lab(runs_dir)
     try:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)
-        assert {run["name"] for run in httpx.get(url + "api/runs").json()} == {"shapes",
-                                                                               "stopped"}
+        runs = {run["name"]: run["source"] for run in httpx.get(url + "api/runs").json()}
+        assert runs == {"shapes": "runs", "stopped": "runs",  # and the shipped ones, read-only
+                        "pretrained:cnn-fashion-mnist": "pretrained",
+                        "pretrained:linear-fashion-mnist": "pretrained"}
         assert httpx.get(url).headers["content-type"].startswith("text/html")
     finally:
         status = stop_lab(process)

@@ -7,7 +7,9 @@ from cnnlab.lab import missing_dependencies
 
 LAB_EPILOG = """\
 The lab reads RUN_DIRs as `cnnlab train` writes them (runs made later appear by themselves)
-and trains from the page with the same `cnnlab train`, one run at a time.
+and trains from the page with the same `cnnlab train`, one run at a time. The models shipped
+with cnnlab are listed too (pretrained:cnn-fashion-mnist, ...), read-only, so that there is
+something to look inside before anything is trained.
 
 Security: it listens on 127.0.0.1 unless --host says otherwise (with a warning); it answers
 only requests that name it in their Host header; starting and stopping training needs the
@@ -33,7 +35,8 @@ def add_commands(commands):
     parser = add_command(commands, "lab", "watch runs train and look inside them, in a browser",
                          "Serve the lab, a local web page over RUNS_DIR: the runs, live training "
                          "curves, training from the page, and inside each model (summary, "
-                         "activations, receptive fields, predictions). Ctrl-C stops it.",
+                         "activations, receptive fields, predictions, explanations). Ctrl-C "
+                         "stops it.",
                          LAB_EPILOG)
     parser.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR",
                         help="the folder of run directories (default: runs)")
@@ -50,6 +53,7 @@ def _lab(args):
     if missing:
         raise ValueError(f"cnnlab lab needs {' and '.join(missing)}: install the lab extra, "
                          "pip install 'cnnlab[lab]'")
+    from cnnlab.lab.runs import shipped_runs
     from cnnlab.lab.server import serve  # the web stack, only now it is known to be there
 
-    serve(args.runs_dir, host=args.host, port=args.port)
+    serve(args.runs_dir, host=args.host, port=args.port, extra_runs=shipped_runs())

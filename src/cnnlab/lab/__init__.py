@@ -9,9 +9,12 @@ in a subprocess the page starts and stops. Where each part lives:
     server.py    `serve`: the socket, the first line on stdout, uvicorn, Ctrl-C
     app.py       the routes (the API of CONTRACT.md "The lab" and the page's own), JSON errors
     security.py  the Host check (DNS rebinding), the session token, the page's headers
-    runs.py      the run list, a run's curves and first-layer weights (cnnlab.training)
+    runs.py      the run list (with the shipped pretrained runs), a run's curves and
+                 first-layer weights (cnnlab.training)
     model.py     inside a model: summary, predictions, activations, receptive fields,
                  equivariance (cnnlab.analysis, cnnlab.training.trained)
+    explanations.py  saliency, Grad-CAM and occlusion for one input, each channel's top
+                 patches of the test set (cnnlab.explain, as `cnnlab explain` and `viz`)
     images.py    uploaded image files (size cap, decompression bombs) and test images
     jobs.py      the one training subprocess: start, stop (Ctrl-C's SIGINT), resume
     static/      the page: index.html, app.css and one ES module per view in js/

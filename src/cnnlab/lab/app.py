@@ -15,6 +15,10 @@ cnnlab.lab.errors).
     POST /api/runs/{name}/inspect            ?test_index=&dy=&dx=, body: an image file (or none
                                              with test_index) -> predictions and every layer
     GET  /api/runs/{name}/receptive-field    ?layer=&row=&col= -> the input box it sees
+    POST /api/runs/{name}/explain            ?method=&layer=&target=&test_index=&dy=&dx=, body
+                                             as inspect's -> the map of saliency, Grad-CAM or
+                                             occlusion (explanations.Explanations.explain)
+    GET  /api/runs/{name}/top-patches        ?layer= -> each channel's top test-set regions
     POST /api/runs/{name}/resume             (token) {"epochs": N}
     GET  /api/training                       the training job's state and output
     POST /api/training                       (token) start: {"model", "dataset", "epochs", ...}
@@ -41,6 +45,7 @@ from starlette.routing import Route
 
 from cnnlab.data import DATASETS
 from cnnlab.lab.errors import BadRequest, LabError
+from cnnlab.lab.explanations import Explanations
 from cnnlab.lab.images import decode_image, read_body
 from cnnlab.lab.jobs import TrainingJob
 from cnnlab.lab.model import Models
@@ -66,6 +71,7 @@ class Lab:
         self.catalogue.training_now = self.job.training_now
         self.models = Models(self.catalogue)
         self.tests = TestImages(self.models)
+        self.explanations = Explanations(self.models, self.tests)
         self.token = token or new_token()
         self.stopping = threading.Event()
         self.files = _static_files()
@@ -170,6 +176,28 @@ async def inspect(request):
                 "test_index": test_index}
 
     return JSONResponse(await run_in_threadpool(work))
+
+
+async def explain(request):
+    lab, name, query = request.app.state.lab, request.path_params["name"], request.query_params
+    shift = (_int(query, "dy", 0), _int(query, "dx", 0))
+    test_index, target = _int(query, "test_index"), _int(query, "target")
+    method, layer = query.get("method", ""), query.get("layer") or None
+    await run_in_threadpool(lab.catalogue.entry, name)  # a name of the listing, first
+    body = await read_body(request)
+
+    def work():
+        pixels, label = lab.pixels(name, body, test_index)
+        return {**lab.explanations.explain(name, pixels, method, layer, target, shift),
+                "label": label, "test_index": test_index}
+
+    return JSONResponse(await run_in_threadpool(work))
+
+
+async def top_patches(request):
+    lab, name = request.app.state.lab, request.path_params["name"]
+    layer = request.query_params.get("layer", "")
+    return JSONResponse(await run_in_threadpool(lab.explanations.top_patches, name, layer))
 
 
 def receptive_field(request):
@@ -286,6 +314,8 @@ ROUTES = [
     Route("/api/runs/{name}/predict", predict, methods=["POST"]),
     Route("/api/runs/{name}/inspect", inspect, methods=["POST"]),
     Route("/api/runs/{name}/receptive-field", receptive_field),
+    Route("/api/runs/{name}/explain", explain, methods=["POST"]),
+    Route("/api/runs/{name}/top-patches", top_patches),
     Route("/api/runs/{name}/resume", resume, methods=["POST"]),
     Route("/api/training", training),
     Route("/api/training", start_training, methods=["POST"]),

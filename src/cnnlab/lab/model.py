@@ -25,6 +25,7 @@ from cnnlab.errors import CheckpointError
 from cnnlab.lab.encoding import encode_pixels, encode_unit
 from cnnlab.lab.errors import BadRequest, NotFound
 from cnnlab.nn import Sequential
+from cnnlab.training.explanations import METHODS, default_gradcam_layer
 from cnnlab.training.inputs import PixelInputs
 from cnnlab.training.rundir import changing_files, is_finished, state_path
 from cnnlab.training.trained import load_trained, rank_classes
@@ -73,17 +74,21 @@ class Models:
     # ----- the summary ----------------------------------------------------------------------
     def summary(self, name: str) -> dict:
         """`cnnlab summary`'s records (as dicts), the input shape, the total parameters, the
-        classes, and whether the model sees pixels (else hand-made features)."""
+        classes, whether the model sees pixels (else hand-made features), and its
+        explanations: the methods (none for features) and Grad-CAM's default layer."""
         loaded = self.load(name)
         trained = loaded.trained
+        pixels = isinstance(trained.inputs, PixelInputs)
         return {
             "name": name,
             "input_shape": list(trained.inputs.input_shape),
             "image_shape": list(loaded.image_shape),
-            "pixels": isinstance(trained.inputs, PixelInputs),
+            "pixels": pixels,
             "classes": trained.metadata["classes"],
             "layers": [record.as_dict() for record in loaded.records],
             "total_params": sum(record.params for record in loaded.records),
+            "explanations": {"methods": list(METHODS) if pixels else [],
+                             "gradcam_layer": gradcam_layer(loaded)},
         }
 
     # ----- one input ------------------------------------------------------------------------
@@ -107,7 +112,7 @@ class Models:
         """
         loaded = self.load(name)
         trained, records = loaded.trained, loaded.records
-        shift = _check_shift(shift, loaded.image_shape)
+        shift = check_shift(shift, loaded.image_shape)
         shifted = shift_image(pixels, shift)
         with self.lock:
             predictions = rank_classes(trained, shifted[None])[0]
@@ -158,6 +163,17 @@ class Models:
                 "receptive_field": list(record.receptive_field), "jump": list(record.jump)}
 
 
+def gradcam_layer(loaded: Loaded):
+    """Grad-CAM's default layer (training.explanations.default_gradcam_layer, as `cnnlab
+    explain`), or None when the model has no spatial layer or does not see pixels."""
+    if not isinstance(loaded.trained.inputs, PixelInputs):
+        return None
+    try:
+        return default_gradcam_layer(loaded.trained)
+    except ValueError:
+        return None
+
+
 def _shown(output) -> dict:
     """One image's output of a layer, for drawing: maps or values, rescaled per channel."""
     if output.ndim == 3:
@@ -167,7 +183,7 @@ def _shown(output) -> dict:
     return {}
 
 
-def _check_shift(shift, image_shape) -> tuple[int, int]:
+def check_shift(shift, image_shape) -> tuple[int, int]:
     height, width = image_shape[1:]
     dy, dx = shift
     if abs(dy) >= height or abs(dx) >= width:

@@ -1,9 +1,14 @@
 """The runs the lab shows: those of RUNS_DIR (read afresh on every request, so runs made after
 the lab started appear) and any extra runs given by name (the package's pretrained runs, say).
 
-    catalogue = RunCatalogue("runs")
+    catalogue = RunCatalogue("runs", extra=shipped_runs())
     catalogue.runs()                 # one dict per run, for GET /api/runs
     catalogue.curves("cnn-fashion-mnist")
+    catalogue.first_layer("pretrained:cnn-fashion-mnist")   # its final filters
+
+A shipped run is named as the command line names it (`pretrained:NAME`, a name no run that
+the lab trains can take) and is read-only. Like any run without training state or progress
+points it has curves from its metrics.jsonl alone and its first layer from its final weights.
 
 A name from a request is only ever a key of the listing (`entry`): no path from a request
 reaches the file system. Every file is read through cnnlab.training (rundir, progress).
@@ -17,12 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab import pretrained
 from cnnlab.analysis.pictures import filter_images, template_images
 from cnnlab.errors import CheckpointError
 from cnnlab.lab.encoding import encode_unit
 from cnnlab.lab.errors import NotFound
 from cnnlab.models import model_from_config
-from cnnlab.training.progress import read_first_layer
+from cnnlab.training.progress import first_layer_weight, read_first_layer
 from cnnlab.training.rundir import (
     STATE_FORMAT,
     changing_files,
@@ -32,6 +38,7 @@ from cnnlab.training.rundir import (
     read_progress,
     read_run_metadata,
 )
+from cnnlab.training.trained import load_trained
 
 STALE_SECONDS = 3600  # a run whose last point is older is not training, whatever its pid
 QUIET_SECONDS = 60  # nor one saved after its last point and untouched for longer
@@ -71,9 +78,8 @@ class RunCatalogue:
     # ----- the listing ----------------------------------------------------------------------
     def entries(self) -> dict[str, RunEntry]:
         """name -> RunEntry for every run now: RUNS_DIR's sub-folders holding a run, sorted,
-        after the extra runs."""
-        found = {name: RunEntry(name, path, self.extra_source, False)
-                 for name, path in self.extra.items() if holds_run(path) or is_finished(path)}
+        then the extra runs (but those whose name a RUNS_DIR run has)."""
+        found = {}
         try:
             folders = sorted((entry for entry in os.scandir(self.runs_dir) if entry.is_dir()),
                              key=lambda entry: entry.name)
@@ -83,6 +89,9 @@ class RunCatalogue:
             path = Path(folder.path)
             if holds_run(path) or is_finished(path):
                 found[folder.name] = RunEntry(folder.name, path)
+        for name, path in self.extra.items():
+            if name not in found and (holds_run(path) or is_finished(path)):
+                found[name] = RunEntry(name, path, self.extra_source, False)
         return found
 
     def entry(self, name: str) -> RunEntry:
@@ -195,11 +204,17 @@ class RunCatalogue:
     def first_layer(self, name: str) -> dict:
         """The first layer after each epoch, as display images in [0, 1] (uint8 bytes):
         kind "filters" (analysis.pictures.filter_images) or "templates" (template_images,
-        with the class names as titles), or None when the run records none."""
+        with the class names as titles), or None when the model has neither. "final" is
+        true when they are the finished model's alone (a run that recorded none by epoch:
+        a shipped one, or one trained before the lab), its last epoch's."""
         path = self.entry(name).path
         try:
             kind, epochs, weights = read_first_layer(path)
             metadata, _ = read_run_metadata(path)
+            final = not epochs and is_finished(path)
+            if final:
+                kind, weight = _final_first_layer(path, metadata)
+                epochs, weights = ([metadata.get("epoch")], [weight]) if kind else ([], [])
         except CheckpointError as error:
             raise NotFound(f"{name}: {error}") from None
         prep = metadata["preprocessing"]
@@ -208,12 +223,25 @@ class RunCatalogue:
             images = [template_images(weight, image_shape) for weight in weights]
         else:
             images = [filter_images(weight) for weight in weights]
-        return {"name": name, "kind": kind, "epochs": epochs,
+        return {"name": name, "kind": kind, "epochs": epochs, "final": final,
                 "titles": metadata["classes"] if kind == "templates" else None,
                 "snapshots": [encode_unit(image) for image in images]}
 
 
+def shipped_runs() -> dict[str, Path]:
+    """The runs shipped with cnnlab (cnnlab.pretrained), by the name the command line gives
+    them: {"pretrained:cnn-fashion-mnist": its folder, ...}."""
+    return {pretrained.PREFIX + name: pretrained.path(name) for name in pretrained.names()}
+
+
 # ----- helpers ------------------------------------------------------------------------------
+def _final_first_layer(run_dir, metadata):
+    """(kind, weight) of a finished run's final model (progress.first_layer_weight)."""
+    prep = metadata["preprocessing"]
+    return first_layer_weight(load_trained(run_dir).model,
+                              (prep["channels"], *prep["input_size"]))
+
+
 def _mtime(path):
     try:
         return path.stat().st_mtime

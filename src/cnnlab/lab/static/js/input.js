@@ -8,6 +8,16 @@ import { decode, drawPicture, newCanvas } from "./pixels.js";
 const PAGE = 48;
 const KEYS = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
 
+// How a request sends the chosen input and its shift: a test image by its index (params), or
+// the file's (or the drawing's) bytes as they are (body).
+export async function inputRequest({ source, shift }) {
+  const params = { dy: shift[0], dx: shift[1] };
+  let body;
+  if (source.kind === "test") params.test_index = source.index;
+  else body = new Uint8Array(await source.blob.arrayBuffer());
+  return { params, body };
+}
+
 export class InputView {
   constructor(root, { onInput, onMessage }) {
     this.root = root;

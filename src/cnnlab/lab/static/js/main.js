@@ -1,7 +1,8 @@
 // The page's wiring: one view per part of the page (runs.js, training.js, model.js,
-// input.js), the server through api.js, and the event stream that keeps them live.
+// input.js, explain.js), the server through api.js, and the event stream that keeps them live.
 
 import { subscribe } from "./api.js";
+import { ExplainView } from "./explain.js";
 import { InputView } from "./input.js";
 import { ModelView } from "./model.js";
 import { RunsView } from "./runs.js";
@@ -23,7 +24,15 @@ const training = new TrainingView(document.querySelector("#training-view"), {
 });
 const model = new ModelView(document.querySelector("#model-view"), { onMessage: message });
 const input = new InputView(document.querySelector("#input-view"), {
-  onInput: (chosen) => model.inspect(chosen),
+  onInput: (chosen) => {
+    model.inspect(chosen);
+    explain.setInput(chosen);
+  },
+  onMessage: message,
+});
+const explain = new ExplainView(document.querySelector("#model-view"), {
+  overlay: model.explainOverlay,
+  onPickTest: (index) => input.choose({ kind: "test", index }),
   onMessage: message,
 });
 const runs = new RunsView(document.querySelector("#runs-view"), {
@@ -39,6 +48,7 @@ async function open(name) {
   training.show(name, state.selected);
   try {
     const summary = await model.showRun(name);
+    explain.showRun(name, summary);
     input.source = null;
     await input.showRun(name, summary);
   } catch (error) {

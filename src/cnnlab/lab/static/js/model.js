@@ -4,10 +4,26 @@
 // the current shift beside it.
 
 import { get, post, runPath } from "./api.js";
+import { inputRequest } from "./input.js";
 import { decode, drawPicture, newCanvas } from "./pixels.js";
 
 const INPUT_PIXELS = 224; // the input picture's size on screen, about
 const MAP_PIXELS = 56; // each activation map's size on screen
+
+// How many screen pixels one input pixel takes (a whole number, for crisp overlays).
+export function inputScale(height, width) {
+  return Math.max(1, Math.floor(INPUT_PIXELS / Math.max(height, width)));
+}
+
+// An overlay of the input at `scale` (resizing clears it, so only when the size changes).
+export function fitOverlay(canvas, height, width, scale) {
+  canvas.style.width = `${width * scale}px`;
+  canvas.style.height = `${height * scale}px`;
+  if (canvas.width !== width * scale || canvas.height !== height * scale) {
+    canvas.width = width * scale;
+    canvas.height = height * scale;
+  }
+}
 
 function pair(value) {
   if (value === null || value === undefined) return "-";
@@ -30,10 +46,7 @@ export class ModelView {
     this.field = null;
     this.inputCanvas = root.querySelector("#input-canvas");
     this.fieldOverlay = root.querySelector("#field-overlay");
-    // Explanations (cnnlab.explain: saliency, Grad-CAM, occlusion, top patches) are to be
-    // drawn on this canvas, above the input and below the receptive field, with their
-    // controls in #explanations; not wired yet.
-    this.explainOverlay = root.querySelector("#explain-overlay");
+    this.explainOverlay = root.querySelector("#explain-overlay"); // explain.js draws on it
   }
 
   async showRun(name) {
@@ -72,10 +85,7 @@ export class ModelView {
   async inspect({ name, source, shift }) {
     if (name !== this.name || !source) return;
     const request = ++this.request;
-    const params = { dy: shift[0], dx: shift[1] };
-    let body;
-    if (source.kind === "test") params.test_index = source.index;
-    else body = new Uint8Array(await source.blob.arrayBuffer()); // the file's bytes, as they are
+    const { params, body } = await inputRequest({ source, shift });
     let result;
     try {
       result = await post(runPath(name, "inspect"), { params, body });
@@ -95,17 +105,10 @@ export class ModelView {
     const { shape, bytes } = decode(result.input);
     const [channels, height, width] = shape;
     drawPicture(this.inputCanvas, bytes, 0, height, width, channels, true);
-    this.scale = Math.max(1, Math.floor(INPUT_PIXELS / Math.max(height, width)));
-    for (const canvas of [this.inputCanvas, this.fieldOverlay, this.explainOverlay]) {
-      canvas.style.width = `${width * this.scale}px`;
-      canvas.style.height = `${height * this.scale}px`;
-    }
-    for (const overlay of [this.fieldOverlay, this.explainOverlay]) {
-      if (overlay.width !== width * this.scale || overlay.height !== height * this.scale) {
-        overlay.width = width * this.scale;
-        overlay.height = height * this.scale;
-      }
-    }
+    this.scale = inputScale(height, width);
+    this.inputCanvas.style.width = `${width * this.scale}px`;
+    this.inputCanvas.style.height = `${height * this.scale}px`;
+    for (const overlay of [this.fieldOverlay, this.explainOverlay]) fitOverlay(overlay, height, width, this.scale);
     const label = result.label === null ? "" : `, labelled ${this.summary.classes[result.label]}`;
     const what = source.kind === "test" ? `test image ${source.index}${label}` : source.kind === "drawing" ? "your drawing" : "your file";
     this.root.querySelector("#input-caption").textContent =

@@ -2,7 +2,7 @@
 // curves; click a row to open that run in the training and model views.
 
 const SHOWN = {
-  name: (run) => run.name + (run.source !== "runs" ? ` (${run.source})` : ""),
+  name: (run) => run.name,
   model: (run) => run.model + (run.features ? ` on ${run.features.join(",")}` : ""),
   dataset: (run) => run.dataset,
   status: (run) => run.status,
@@ -19,6 +19,17 @@ export function duration(seconds) {
   const minutes = Math.floor(seconds / 60);
   if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+// A run that is not RUNS_DIR's: "shipped" for the trained models that come with cnnlab.
+function badge(run) {
+  const mark = document.createElement("span");
+  mark.className = "badge";
+  mark.textContent = run.source === "pretrained" ? "shipped" : run.source;
+  mark.title = run.source === "pretrained"
+    ? `trained weights shipped with cnnlab, read-only (cnnlab predict ${run.name} IMAGE uses them too)`
+    : `from ${run.source}, read-only`;
+  return mark;
 }
 
 export class RunsView {
@@ -88,6 +99,7 @@ export class RunsView {
       cell.textContent = show(run);
       cell.dataset.key = key;
       if (key === "status") cell.className = `status ${run.status}`;
+      if (key === "name" && run.source !== "runs") cell.append(badge(run));
       row.append(cell);
     }
     row.addEventListener("click", () => this.open(run.name));

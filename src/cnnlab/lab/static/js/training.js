@@ -171,7 +171,8 @@ export class TrainingView {
       return;
     }
     const index = Number(this.slider.value) - 1;
-    title.textContent = layer.kind === "templates" ? "class templates (rows of W)" : "first-layer filters";
+    title.textContent = (layer.kind === "templates" ? "class templates (rows of W)" : "first-layer filters") +
+      (layer.final ? " of the finished model (not recorded epoch by epoch)" : "");
     label.textContent = `${layer.epochs[index]} of ${layer.epochs[layer.epochs.length - 1]}`;
     drawGrid(grid, layer.snapshots[index], { titles: layer.titles, size: layer.kind === "templates" ? 56 : 28 });
   }
