@@ -1,7 +1,7 @@
 """Speed of cnnlab against PyTorch (CPU) on the two reference networks, in one run.
 
     python benchmarks/bench_networks.py [--quick] [--rounds 7] [--batch-size 128]
-                                        [--networks fmnist-cnn cifar-cnn] [--layers]
+                                        [--networks fmnist-cnn cifar-cnn] [--layers [--cpu-time]]
 
 For fmnist-cnn (1 x 28 x 28) and cifar-cnn (3 x 32 x 32) it builds the network in cnnlab and
 in PyTorch with the same weights, then times a training step (forward, cross-entropy,
@@ -298,6 +298,8 @@ def main(argv=None):
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     parser.add_argument("--layers", action="store_true",
                         help="per-layer times and peak memory of a training step instead")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="with --layers: each process's CPU time instead of wall-clock time")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
     if rounds < 1 or args.batch_size < 1:
@@ -305,7 +307,7 @@ def main(argv=None):
     if args.layers:
         import layers  # benchmarks/layers.py, beside this file
 
-        layers.main(args.networks, args.batch_size, rounds)
+        layers.main(args.networks, args.batch_size, rounds, "cpu" if args.cpu_time else "wall")
         return
     rng = np.random.default_rng(0)
 

@@ -1,8 +1,8 @@
 """Where a training step's time goes, layer by layer, in cnnlab and in PyTorch, in one run.
 
-    python benchmarks/bench_networks.py --layers [--rounds 7] [--batch-size 128]
+    python benchmarks/bench_networks.py --layers [--cpu-time] [--rounds 7] [--batch-size 128]
                                         [--networks cifar-cnn]
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_networks.py --layers
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_networks.py --layers --cpu-time
 
 For each network it prints one Markdown table: per layer of the model (the same layers as
 bench_networks.NETWORKS), the forward and the backward milliseconds of a training step in
@@ -31,7 +31,9 @@ the step's peak growth. Where clear_refs cannot be written, the process's ru_max
 
 Threads: each library's default (cnnlab: CNNLAB_NUM_THREADS, else OPENBLAS_NUM_THREADS, else
 the cores; PyTorch: OMP_NUM_THREADS, else the cores); set both environment variables to 1 to
-compare single-threaded, less at the mercy of other processes. The machine block above each
+compare single-threaded, and --cpu-time to read each process's CPU time (all its threads)
+instead of the wall clock: single-threaded, that is the time it would take on an idle core,
+whatever the load (with more threads it also counts their spinning). The machine block above each
 table gives the CPU, its vector extensions, NumPy's OpenBLAS kernel and the load average.
 """
 
@@ -48,6 +50,9 @@ EXTENSIONS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"
               "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")  # fmt: skip
 MEMORY_STEPS = 3  # training steps whose peak is measured (the first makes momentum buffers)
 MB = 1 << 20
+# wall: elapsed time. cpu: the CPU time of the process, all its threads (on a loaded machine a
+# single-threaded run's CPU time is what it would take alone; with threads it adds their spin).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 # ----- the machine ---------------------------------------------------------------------------
@@ -138,7 +143,7 @@ def step_memory(train_step, data, steps=MEMORY_STEPS):
 
 
 # ----- one instrumented training step per library --------------------------------------------
-def cnnlab_step(network, images, labels):
+def cnnlab_step(network, images, labels, now=time.perf_counter):
     """Times of one training step: {row: [forward s, backward s, total s]}, rows the module
     indices, then "loss", "optimizer", "step"."""
     from cnnlab.tensor import Tensor
@@ -158,23 +163,23 @@ def cnnlab_step(network, images, labels):
         backward = function.backward
 
         def timed(grad_output):
-            start = time.perf_counter()
+            start = now()
             grads = backward(grad_output)
-            times[row][1] += time.perf_counter() - start
+            times[row][1] += now() - start
             return grads
 
         function.backward = timed
 
     def forward(row, call, *arguments):
         made.clear()
-        start = time.perf_counter()
+        start = now()
         out = call(*arguments)
-        times[row][0] += time.perf_counter() - start
+        times[row][0] += now() - start
         for function in made:
             time_backward(function, row)
         return out
 
-    step_start = time.perf_counter()
+    step_start = now()
     network.optimizer.zero_grad()
     Tensor._make = classmethod(recording_make)
     try:
@@ -185,16 +190,16 @@ def cnnlab_step(network, images, labels):
     finally:
         Tensor._make = make
     loss.backward()
-    start = time.perf_counter()
+    start = now()
     network.optimizer.step()
     loss.item()
-    end = time.perf_counter()
+    end = now()
     times["optimizer"][2] = end - start
     times["step"][2] = end - step_start
     return times
 
 
-def torch_step(network, images, labels):
+def torch_step(network, images, labels, now=time.perf_counter):
     """As cnnlab_step, for the PyTorch network (stamps on each module's output gradient)."""
     torch = network.torch
     modules = list(network.model)
@@ -203,43 +208,43 @@ def torch_step(network, images, labels):
 
     def stamp(row):
         def hook(grad):
-            stamps[row] = time.perf_counter()
+            stamps[row] = now()
 
         return hook
 
-    step_start = time.perf_counter()
+    step_start = now()
     network.optimizer.zero_grad()
     x = torch.from_numpy(images)
     for row, module in enumerate(modules):
-        start = time.perf_counter()
+        start = now()
         x = module(x)
-        times[row][0] = time.perf_counter() - start
+        times[row][0] = now() - start
         x.register_hook(stamp(row))
-    start = time.perf_counter()
+    start = now()
     loss = network.loss(x, torch.from_numpy(labels))
-    times["loss"][0] = time.perf_counter() - start
-    backward_start = time.perf_counter()
+    times["loss"][0] = now() - start
+    backward_start = now()
     loss.backward()
-    backward_end = time.perf_counter()
+    backward_end = now()
     rows = list(range(len(modules)))
     times["loss"][1] = stamps[rows[-1]] - backward_start
     for row in rows:
         times[row][1] = (stamps[row - 1] if row > 0 else backward_end) - stamps[row]
-    start = time.perf_counter()
+    start = now()
     network.optimizer.step()
     loss.item()
-    end = time.perf_counter()
+    end = now()
     times["optimizer"][2] = end - start
     times["step"][2] = end - step_start
     return times
 
 
-def time_steps(step, network, data, calls):
+def time_steps(step, network, data, calls, clock="wall"):
     """{row: [forward ms, backward ms, total ms]} averaged over `calls` steps, with the rows'
-    totals filled in and "other" (the step less every row) added."""
+    totals filled in and "other" (the step less every row) added; `clock` a key of CLOCKS."""
     sums = None
     for _ in range(calls):
-        times = step(network, *data)
+        times = step(network, *data, now=CLOCKS[clock])
         sums = times if sums is None else {
             row: [a + b for a, b in zip(sums[row], times[row], strict=True)] for row in sums
         }
@@ -311,17 +316,17 @@ def backend_description(library):
 
 
 # ----- parent --------------------------------------------------------------------------------
-def time_layer_rounds(workers, rounds):
+def time_layer_rounds(workers, rounds, clock):
     """Per library, {row: [forward, backward, total] ms}, each the median over rounds; the
     libraries alternate and the order swaps every round, as bench_networks.time_rounds."""
-    workers.ask_all("layers", 1)  # warm-up, untimed
-    seconds = workers.ask("PyTorch", "layers", 1)["step"][2] / 1000
+    workers.ask_all("layers", 1, clock)  # warm-up, untimed
+    seconds = workers.ask("PyTorch", "layers", 1, clock)["step"][2] / 1000
     calls = max(1, round(bench.SECONDS_PER_ROUND / max(seconds, 1e-6)))
     results = {library: [] for library in bench.LIBRARIES}
     order = list(bench.LIBRARIES)
     for _ in range(rounds):
         for library in order:
-            results[library].append(workers.ask(library, "layers", calls))
+            results[library].append(workers.ask(library, "layers", calls, clock))
         order.reverse()
     return {
         library: {row: [statistics.median(r[row][k] for r in runs) for k in range(3)]
@@ -340,11 +345,12 @@ def ratio(ours, theirs):
     return f"{theirs / ours:.2f}" if ours > 0 and theirs > 0 else "-"
 
 
-def layer_table(name, spec, shapes, times, batch_size):
+def layer_table(name, spec, shapes, times, batch_size, clock="wall"):
     """The Markdown lines of one network's table."""
     ours, theirs = times["cnnlab"], times["PyTorch"]
+    kind = "CPU time of the process" if clock == "cpu" else "wall-clock time"
     lines = [
-        f"{name}, batch {batch_size}, one training step in ms (median over rounds); "
+        f"{name}, batch {batch_size}, one training step in ms of {kind} (median over rounds); "
         "ratio = PyTorch ms / cnnlab ms (above 1: cnnlab faster)",
         "",
         "| # | layer | output | cnnlab fwd | PyTorch fwd | fwd ratio | cnnlab bwd "
@@ -369,9 +375,10 @@ def layer_table(name, spec, shapes, times, batch_size):
     return lines
 
 
-def main(networks, batch_size, rounds):
+def main(networks, batch_size, rounds, clock="wall"):
     """Print a per-layer table for each network named (keys of bench_networks.NETWORKS), then
-    the memory table: batches of `batch_size`, the median of `rounds` rounds."""
+    the memory table: batches of `batch_size`, the median of `rounds` rounds, times read from
+    CLOCKS[clock]."""
     rng = np.random.default_rng(0)
     load_before = bench.load_average()
     tables, memory, machine = [], [], None
@@ -386,7 +393,7 @@ def main(networks, batch_size, rounds):
             grown = workers.ask_all("memory")
             bench.check_same_network(workers)
             shapes = workers.ask("cnnlab", "shapes")
-            times = time_layer_rounds(workers, rounds)
+            times = time_layer_rounds(workers, rounds, clock)
             if machine is None:
                 described, backends = workers.ask_all("describe"), workers.ask_all("backend")
                 machine = [cpu_description(), f"NumPy's BLAS: {backends['cnnlab']}",
@@ -394,7 +401,7 @@ def main(networks, batch_size, rounds):
                            f"{backends['PyTorch']}"]  # fmt: skip
         finally:
             workers.close()
-        tables.append(layer_table(name, spec, shapes, times, batch_size))
+        tables.append(layer_table(name, spec, shapes, times, batch_size, clock))
         memory.append((name, times, grown))
     load_after = bench.load_average()
     if None not in (load_before, load_after):
