@@ -7,7 +7,9 @@ What these tests prove:
 - either way the output and every gradient equal PyTorch's (float64 and float32), for inputs
   and upstream gradients in the layouts networks hand over (NCHW, NHWC-physical), with one
   thread and with two (each thread sums its share of the weight gradient);
-- the gradient-columns path keeps no padded copy of the input (the input's memory is kept).
+- the gradient-columns path keeps no padded copy of the input (the input's memory is kept);
+- all of it whichever OpenBLAS kernel BLAS.product sees (SkylakeX: stacks of small products,
+  the bias added after; Haswell: one product onto the bias).
 """
 
 import numpy as np
@@ -16,9 +18,16 @@ import torch
 import torch.nn.functional as TF
 
 import cnnlab
+from cnnlab.blas import BLAS
 from cnnlab.ops.conv import Conv2d
 
 from helpers import TOLERANCE, relative_error
+
+
+@pytest.fixture(params=["SkylakeX", "Haswell"], autouse=True)
+def core(request, monkeypatch):
+    monkeypatch.setattr(BLAS, "core", request.param)
+    return request.param
 
 
 def nhwc(array):
