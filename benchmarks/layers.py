@@ -150,7 +150,7 @@ def cnnlab_step(network, images, labels, now=time.perf_counter):
 
     modules = list(network.model)
     times = {row: [0.0, 0.0, 0.0] for row in [*range(len(modules)), "loss", "optimizer", "step"]}
-    made = []
+    made, wrapped = [], []
     make = Tensor.__dict__["_make"]
 
     def recording_make(cls, function_class, *inputs, **options):
@@ -168,7 +168,8 @@ def cnnlab_step(network, images, labels, now=time.perf_counter):
             times[row][1] += now() - start
             return grads
 
-        function.backward = timed
+        function.backward = timed  # a cycle (function -> timed -> function), cut after backward
+        wrapped.append(function)
 
     def forward(row, call, *arguments):
         made.clear()
@@ -190,6 +191,8 @@ def cnnlab_step(network, images, labels, now=time.perf_counter):
     finally:
         Tensor._make = make
     loss.backward()
+    for function in wrapped:  # else the saved arrays wait for the garbage collector
+        del function.backward
     start = now()
     network.optimizer.step()
     loss.item()
