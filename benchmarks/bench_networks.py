@@ -1,12 +1,17 @@
-"""Speed of cnnlab against PyTorch (CPU) on the two reference networks, in one run.
+"""Speed of cnnlab against PyTorch (CPU) on the reference networks, in one run.
 
     python benchmarks/bench_networks.py [--quick] [--rounds 7] [--batch-size 128]
-                                        [--networks fmnist-cnn cifar-cnn] [--layers [--cpu-time]]
+                                        [--networks fmnist-cnn cifar-cnn fmnist-vit]
+                                        [--layers [--cpu-time]]
 
-For fmnist-cnn (1 x 28 x 28) and cifar-cnn (3 x 32 x 32) it builds the network in cnnlab and
-in PyTorch with the same weights, then times a training step (forward, cross-entropy,
-backward, SGD with momentum 0.9; cnnlab.nn modules and cnnlab.optim.SGD against torch.nn and
-torch.optim.SGD) and an inference pass (no graph). It prints images per second (the median
+For fmnist-cnn (1 x 28 x 28), cifar-cnn (3 x 32 x 32) and fmnist-vit (cnnlab's default vision
+transformer, `build_model("vit")`: 4 x 4 patches, 50 tokens of 64 features, 6 pre-norm encoder
+layers; in PyTorch torch.nn.TransformerEncoderLayer with the same state-dict keys) it builds
+the network in cnnlab and in PyTorch with the same weights, then times a training step
+(forward, cross-entropy, backward, SGD with momentum 0.9; cnnlab.nn modules and
+cnnlab.optim.SGD against torch.nn and torch.optim.SGD) and an inference pass (no graph; both
+in training mode, which with the vit's dropout 0 is the same function, so PyTorch's eval-only
+fused encoder kernel is not what is timed). It prints images per second (the median
 over rounds) and the ratio cnnlab / PyTorch as a Markdown table, and the machine.
 
 Each library runs in its own worker process (multiprocessing, "spawn"): the cnnlab worker
@@ -53,6 +58,7 @@ NETWORKS = {
             ("flatten",), ("linear", 4096, 256), ("relu",), ("linear", 256, 10),
         ],
     },
+    "fmnist-vit": {"input": (1, 28, 28), "vit": {}},  # build_model("vit")'s default options
 }  # fmt: skip
 
 LEARNING_RATE = 0.01
@@ -77,16 +83,43 @@ def make_weights(layers, rng):
     return weights
 
 
+def vit_weights(spec, rng):
+    """The state dict of cnnlab's vit for `spec`, initialised as cnnlab does (the parent
+    imports cnnlab for this only; it times nothing)."""
+    from cnnlab.models import build_model
+
+    channels, height, width = spec["input"]
+    model = build_model("vit", in_channels=channels, input_size=(height, width),
+                        generator=rng, **spec["vit"])
+    return {key: np.array(value) for key, value in model.state_dict().items()}
+
+
 # ----- the two libraries (each imported only inside its own worker) -------------------------
 class CnnlabNetwork:
     """The network in cnnlab: nn modules, CrossEntropyLoss and optim.SGD with momentum."""
 
-    def __init__(self, layers, weights):
+    def __init__(self, spec, weights):
         import cnnlab
         import cnnlab.nn
         import cnnlab.optim
 
         self.cnnlab = cnnlab
+        if "vit" in spec:
+            from cnnlab.models import build_model
+
+            channels, height, width = spec["input"]
+            self.model = build_model("vit", in_channels=channels, input_size=(height, width),
+                                     **spec["vit"])
+            self.model.load_state_dict(weights)
+        else:
+            self.model = self._layers(spec["layers"], weights)
+        self.optimizer = cnnlab.optim.SGD(
+            self.model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM
+        )
+        self.loss = cnnlab.nn.CrossEntropyLoss()
+
+    def _layers(self, layers, weights):
+        cnnlab = self.cnnlab
         modules = []
         for layer in layers:
             if layer[0] == "conv":
@@ -99,13 +132,10 @@ class CnnlabNetwork:
                 modules.append(cnnlab.nn.Flatten())
             else:
                 modules.append(cnnlab.nn.Linear(layer[1], layer[2]))
-        self.model = cnnlab.nn.Sequential(*modules)
-        names = [name for name, _ in self.model.named_parameters()]
-        self.model.load_state_dict(dict(zip(names, weights, strict=True)))
-        self.optimizer = cnnlab.optim.SGD(
-            self.model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM
-        )
-        self.loss = cnnlab.nn.CrossEntropyLoss()
+        model = cnnlab.nn.Sequential(*modules)
+        names = [name for name, _ in model.named_parameters()]
+        model.load_state_dict(dict(zip(names, weights, strict=True)))
+        return model
 
     def train_step(self, images, labels):
         self.optimizer.zero_grad()
@@ -128,10 +158,54 @@ class CnnlabNetwork:
 class TorchNetwork:
     """The same network in PyTorch, loaded with the same weights."""
 
-    def __init__(self, layers, weights):
+    def __init__(self, spec, weights):
         import torch
 
         self.torch = torch
+        if "vit" in spec:
+            self.model = self._vit(spec)
+            self.model.load_state_dict({key: torch.from_numpy(value)
+                                        for key, value in weights.items()}, strict=True)
+        else:
+            self.model = self._layers(spec["layers"], weights)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM
+        )
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def _vit(self, spec):
+        """cnnlab's vit in torch.nn: patch Conv2d, tokens, encoder layers, norm, head."""
+        torch = self.torch
+        options = {"patch_size": 4, "hidden_dim": 64, "num_layers": 6, "num_heads": 4,
+                   "mlp_dim": 128, "dropout": 0.0, **spec["vit"]}
+        channels, height, width = spec["input"]
+        patch, dim = options["patch_size"], options["hidden_dim"]
+        patches = (height // patch) * (width // patch)
+
+        class Tokens(torch.nn.Module):  # class token in front, positions added
+            def __init__(self):
+                super().__init__()
+                self.class_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+                self.pos_embedding = torch.nn.Parameter(torch.zeros(1, 1 + patches, dim))
+
+            def forward(self, x):
+                tokens = x.flatten(2).transpose(1, 2)
+                first = self.class_token.expand(x.shape[0], -1, -1)
+                return torch.cat([first, tokens], dim=1) + self.pos_embedding
+
+        class ClassToken(torch.nn.Module):
+            def forward(self, x):
+                return x[:, 0]
+
+        encoders = [torch.nn.TransformerEncoderLayer(
+            dim, options["num_heads"], options["mlp_dim"], options["dropout"], "gelu",
+            batch_first=True, norm_first=True) for _ in range(options["num_layers"])]
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(channels, dim, patch, stride=patch), Tokens(), *encoders,
+            torch.nn.LayerNorm(dim), ClassToken(), torch.nn.Linear(dim, 10))
+
+    def _layers(self, layers, weights):
+        torch = self.torch
         modules = []
         for layer in layers:
             if layer[0] == "conv":
@@ -144,14 +218,11 @@ class TorchNetwork:
                 modules.append(torch.nn.Flatten())
             else:
                 modules.append(torch.nn.Linear(layer[1], layer[2]))
-        self.model = torch.nn.Sequential(*modules)
+        model = torch.nn.Sequential(*modules)
         with torch.no_grad():
-            for param, weight in zip(self.model.parameters(), weights, strict=True):
+            for param, weight in zip(model.parameters(), weights, strict=True):
                 param.copy_(torch.from_numpy(weight))
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM
-        )
-        self.loss = torch.nn.CrossEntropyLoss()
+        return model
 
     def train_step(self, images, labels):
         torch = self.torch
@@ -179,7 +250,7 @@ LIBRARIES = {"cnnlab": CnnlabNetwork, "PyTorch": TorchNetwork}
 def worker(library, connection):
     """Serve requests until "stop". Every request is (command, *arguments); each gets one reply.
 
-    ("describe",) -> str; ("build", layers, weights, images, labels) -> None;
+    ("describe",) -> str; ("build", spec, weights, images, labels) -> None;
     ("logits",) -> ndarray; ("train_step",) -> loss; ("time", task, calls) -> seconds.
     """
     network_class, network, data = LIBRARIES[library], None, None
@@ -190,8 +261,8 @@ def worker(library, connection):
         if command == "describe":
             reply = network_class.describe()
         elif command == "build":
-            layers, weights, images, labels = arguments
-            network, data = network_class(layers, weights), (images, labels)
+            spec, weights, images, labels = arguments
+            network, data = network_class(spec, weights), (images, labels)
             reply = None
         elif command == "logits":
             reply = np.asarray(network.infer(data[0]))
@@ -316,10 +387,11 @@ def main(argv=None):
         rows = []
         for name in args.networks:
             spec = NETWORKS[name]
-            weights = make_weights(spec["layers"], rng)
+            weights = vit_weights(spec, rng) if "vit" in spec else make_weights(
+                spec["layers"], rng)
             images = rng.standard_normal((args.batch_size, *spec["input"])).astype(np.float32)
             labels = rng.integers(0, 10, args.batch_size)
-            workers.ask_all("build", spec["layers"], weights, images, labels)
+            workers.ask_all("build", spec, weights, images, labels)
             check_same_network(workers)
             for task in TASKS:
                 rate = time_rounds(workers, task, rounds, args.batch_size)

@@ -261,14 +261,15 @@ def time_steps(step, network, data, calls, clock="wall"):
 
 
 def output_shapes(network, images):
-    """The shape of each module's output for one image, as 'C x H x W' (cnnlab's model)."""
+    """(class name, output shape for one image as 'C x H x W') of each module of cnnlab's
+    model."""
     from cnnlab import Tensor, no_grad
 
     shapes, x = [], Tensor(images[:1])
     with no_grad():
         for module in network.model:
             x = module(x)
-            shapes.append(" x ".join(str(size) for size in x.shape[1:]))
+            shapes.append((type(module).__name__, " x ".join(str(size) for size in x.shape[1:])))
     return shapes
 
 
@@ -277,7 +278,7 @@ STEPS = {"cnnlab": cnnlab_step, "PyTorch": torch_step}
 
 # ----- worker: one library, driven over a pipe -----------------------------------------------
 def layer_worker(library, connection):
-    """bench_networks.worker's protocol for this table: ("describe",), ("build", layers,
+    """bench_networks.worker's protocol for this table: ("describe",), ("build", spec,
     weights, images, labels), ("logits",), ("train_step",) as there, and ("memory",) ->
     (bytes, method), ("layers", calls) -> {row: [forward, backward, total] ms}, ("shapes",) ->
     [str], ("backend",) -> str."""
@@ -291,8 +292,8 @@ def layer_worker(library, connection):
         elif command == "backend":
             reply = backend_description(library)
         elif command == "build":
-            layers, weights, images, labels = arguments
-            network, data = network_class(layers, weights), (images, labels)
+            spec, weights, images, labels = arguments
+            network, data = network_class(spec, weights), (images, labels)
             reply = None
         elif command == "logits":
             reply = np.asarray(network.infer(data[0]))
@@ -360,9 +361,10 @@ def layer_table(name, spec, shapes, times, batch_size, clock="wall"):
         "| PyTorch bwd | bwd ratio | cnnlab total | PyTorch total | ratio |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    labels = [layer_name(layer) for layer in spec["layers"]]
-    if len(labels) != len(shapes):  # a model built otherwise: its modules by position
-        labels = [f"module {index}" for index in range(len(shapes))]
+    labels = [layer_name(layer) for layer in spec.get("layers", [])]
+    if len(labels) != len(shapes):  # a model built otherwise (the vit): its modules' classes
+        labels = [name for name, _ in shapes]
+    shapes = [shape for _, shape in shapes]
     rows = [(str(i), labels[i], shapes[i], i) for i in range(len(shapes))]
     rows += [("", "loss", "", "loss"), ("", "optimizer", "", "optimizer"),
              ("", "other", "", "other"), ("", "training step", "", "step")]  # fmt: skip
@@ -387,12 +389,15 @@ def main(networks, batch_size, rounds, clock="wall"):
     tables, memory, machine = [], [], None
     for name in networks:
         spec = bench.NETWORKS[name]
-        weights = bench.make_weights(spec["layers"], rng)
+        if "layers" in spec:
+            weights = bench.make_weights(spec["layers"], rng)
+        else:
+            weights = bench.vit_weights(spec, rng)
         images = rng.standard_normal((batch_size, *spec["input"])).astype(np.float32)
         labels = rng.integers(0, 10, batch_size)
         workers = bench.Workers(target=layer_worker)  # fresh processes: a clean memory baseline
         try:
-            workers.ask_all("build", spec["layers"], weights, images, labels)
+            workers.ask_all("build", spec, weights, images, labels)
             grown = workers.ask_all("memory")
             bench.check_same_network(workers)
             shapes = workers.ask("cnnlab", "shapes")

@@ -27,6 +27,7 @@ NOTEBOOKS = {
     "04_convolution": 120,
     "05_receptive_fields_and_pooling": 120,
     "06_translation_equivariance": 120,
+    "07_what_the_network_looks_at": 120,
 }
 MARKER = "# %%"
 MAGIC = re.compile(r"# %[a-z]")  # an IPython magic, commented in the source: "# %matplotlib inline"

@@ -9,8 +9,10 @@ import numpy as np
 import cnnlab
 from cnnlab import nn
 from cnnlab.checkpoint import save_model
-from cnnlab.data import load_dataset
+from cnnlab.data import ImageDataset, load_dataset
 from cnnlab.models import MODELS, build_model
+from cnnlab.training.inputs import fit_inputs
+from cnnlab.training.rundir import model_path
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FAMILIES = ("linear", "svm", "mlp", "cnn", "cnn-bn")
@@ -68,3 +70,18 @@ def make_run(run_dir, name, train, steps=4, batch_size=64, seed=0, **options):
         optimizer.step()
     save_model(Path(run_dir) / "model", model, metadata)
     return model.eval()
+
+
+def make_features_run(run_dir, train, count=200, seed=0):
+    """A linear model on HOG + colour features fitted on train's first `count` images, saved
+    as the Trainer saves a model (its statistics in RUN_DIR/features, then RUN_DIR/model);
+    returns (model in eval mode, FeatureInputs). Untrained: the weights are the initial ones."""
+    first = ImageDataset(train.images[:count], train.labels[:count], train.classes)
+    inputs = fit_inputs(first, ["hog", "color"])
+    model = build_model("linear", input_size=inputs.input_shape[1:],
+                        generator=np.random.default_rng(seed))
+    metadata = {**pixel_metadata("linear", train, 0.0, 1.0),
+                "preprocessing": inputs.preprocessing()}
+    inputs.save_statistics(run_dir)
+    save_model(model_path(run_dir), model, metadata)
+    return model.eval(), inputs

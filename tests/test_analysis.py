@@ -117,6 +117,29 @@ def test_summary_of_every_model_in_the_family_matches_its_forward_pass(name, inp
     assert sum(r.params for r in records) == sum(p.data.size for p in model.parameters())
 
 
+@pytest.mark.parametrize("input_shape", [(1, 28, 28), (3, 32, 32)])
+def test_summary_of_the_vit_matches_its_forward_pass_one_row_per_encoder_layer(input_shape):
+    """Tokens x dim per row, each encoder layer's parameters in one row, the patch's receptive
+    field on the tokens and the whole image from the first attention layer on."""
+    model = build_model("vit", in_channels=input_shape[0], input_size=input_shape[1:],
+                        num_layers=2).eval()
+    x = np.random.default_rng(0).normal(size=(2, *input_shape)).astype(np.float32)
+    records = summary(model, x.shape)
+    assert [r.output_shape for r in records] == [out.shape for _, out in layer_outputs(model, x)]
+    tokens = 1 + (input_shape[1] // 4) * (input_shape[2] // 4)
+    assert [(r.name, r.output_shape[1:]) for r in records] == [
+        ("conv1", (64, input_shape[1] // 4, input_shape[2] // 4)), ("tokens1", (tokens, 64)),
+        ("encoder1", (tokens, 64)), ("encoder2", (tokens, 64)), ("ln1", (tokens, 64)),
+        ("select1", (64,)), ("linear1", (10,))]
+    encoder = model[2]
+    assert records[2].params == sum(p.data.size for p in encoder.parameters()) == 33472
+    assert sum(r.params for r in records) == sum(p.data.size for p in model.parameters())
+    assert [r.receptive_field for r in records[:3]] == [(4, 4), (4, 4), tuple(input_shape[1:])]
+    assert not any(r.spatial for r in records[1:])
+    text = format_summary(records, x.shape)
+    assert f"encoder1  TransformerEncoderLayer  (2, {tokens}, 64)     33,472" in text
+
+
 def footprint(model, x, layer_index, position):
     """Bounding box (top, left, bottom, right) of the nonzero input gradient of one output."""
     x = cnnlab.Tensor(x, requires_grad=True)
@@ -203,3 +226,24 @@ def test_equivariance_is_small_for_conv_and_pool_and_large_for_a_dense_layer():
     assert equivariance_error(reshaped, cnnlab.Tensor(x), (4, 4)) > 0.3
     with pytest.raises(ValueError, match="multiple of the jump"):
         equivariance_error(pool, x, (1, 0))
+
+
+def test_equivariance_for_class_scores_is_invariance_and_nearest_allows_any_shift():
+    """Global average pooling then a linear head gives a shifted image (zero border) the
+    same scores; a flattening head does not. A stride-4 patch embedding commutes with a shift
+    of one patch, not with a shift of one pixel (nearest: against the unshifted tokens)."""
+    rng = np.random.default_rng(1)
+    x = np.zeros((2, 1, 28, 28), dtype=np.float32)
+    x[:, :, 8:20, 8:20] = rng.normal(size=(2, 1, 12, 12))
+    conv = nn.Conv2d(1, 4, 3, padding=1, generator=rng)
+    head = nn.Linear(4, 3, generator=rng)
+    pooled = lambda images: head(conv(images).mean(axis=(2, 3)))  # noqa: E731
+    assert equivariance_error(pooled, x, (4, 4)) < 1e-5  # float32 sums in another order
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 3, generator=rng))
+    assert equivariance_error(flat, x, (4, 4)) > 0.1
+    patches = nn.Conv2d(1, 8, 4, stride=4, generator=rng)
+    assert equivariance_error(patches, x, (4, -4)) < 1e-6
+    assert equivariance_error(patches, x, (1, 0), nearest=True) > 0.1
+    assert equivariance_error(patches, x, (-4, 4), nearest=True) < 1e-6  # a multiple: as before
+    with pytest.raises(ValueError, match="or give nearest=True"):
+        equivariance_error(patches, x, (1, 0))

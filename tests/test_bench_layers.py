@@ -1,7 +1,8 @@
 """benchmarks/bench_networks.py --layers (benchmarks/layers.py): one table per network whose
-rows are the model's layers, in order, then loss, optimizer, other and the whole step; the
-machine block names the CPU, its vector extensions and NumPy's BLAS; the memory table has a row
-per network. No timing is asserted, only that every time is a number and the ratios agree."""
+rows are the model's layers, in order (the vit's by module class), then loss, optimizer, other
+and the whole step; the machine block names the CPU, its vector extensions and NumPy's BLAS;
+the memory table has a row per network. No timing is asserted, only that every time is a
+number and the ratios agree."""
 
 import importlib
 import mmap
@@ -29,15 +30,24 @@ def cells(line):
 
 def test_the_layer_table_lists_the_models_layers_with_both_libraries_times(layers, capsys):
     bench = importlib.import_module("bench_networks")
-    bench.main(["--layers", "--rounds", "1", "--batch-size", "2", "--networks", "cifar-cnn"])
+    bench.main(["--layers", "--rounds", "1", "--batch-size", "2", "--networks", "cifar-cnn",
+                "fmnist-vit"])
     out = capsys.readouterr().out
     lines = out.splitlines()
-    header = lines.index("| " + " | ".join(COLUMNS) + " |")
-    rows = []
-    for line in lines[header + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append(cells(line))
+    headers = [i for i, line in enumerate(lines) if line == "| " + " | ".join(COLUMNS) + " |"]
+    tables = []
+    for header in headers:
+        tables.append([])
+        for line in lines[header + 2 :]:
+            if not line.startswith("|"):
+                break
+            tables[-1].append(cells(line))
+    assert len(tables) == 2
+    rows, vit_rows = tables
+    vit = ["Conv2d", "PatchTokens", *["TransformerEncoderLayer"] * 6, "LayerNorm", "SelectToken",
+           "Linear"]  # the vit has no layer list: its modules' classes, in order
+    assert [row[1] for row in vit_rows] == [*vit, "loss", "optimizer", "other", "training step"]
+    assert vit_rows[1][2] == "50 x 64" and float(vit_rows[2][9]) > 0
     spec = bench.NETWORKS["cifar-cnn"]["layers"]
     expected = [layers.layer_name(layer) for layer in spec]
     assert expected[:3] == ["conv 3->32", "relu", "conv 32->32"]
@@ -64,10 +74,10 @@ def test_the_layer_table_lists_the_models_layers_with_both_libraries_times(layer
     assert any("cnnlab: " in line and "PyTorch 2.13" in line for line in machine)
 
     memory_header = next(i for i, line in enumerate(lines) if "cnnlab peak MB" in line)
-    memory_row = cells(lines[memory_header + 2])
-    assert memory_row[0] == "cifar-cnn"
-    assert float(memory_row[4]) >= 0 and float(memory_row[5]) >= 0
-    assert memory_row[6] in ("VmHWM", "ru_maxrss")
+    memory_rows = [cells(line) for line in lines[memory_header + 2 : memory_header + 4]]
+    assert [row[0] for row in memory_rows] == ["cifar-cnn", "fmnist-vit"]
+    for row in memory_rows:
+        assert float(row[4]) >= 0 and float(row[5]) >= 0 and row[6] in ("VmHWM", "ru_maxrss")
 
 
 def test_the_cpu_line_says_which_vector_extensions_are_present(layers, tmp_path):

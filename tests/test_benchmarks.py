@@ -18,8 +18,11 @@ def test_the_network_benchmark_prints_its_table(capsys, monkeypatch):
     assert [(row[0], row[1]) for row in rows] == [
         ("| fmnist-cnn", "training step"), ("| fmnist-cnn", "inference"),
         ("| cifar-cnn", "training step"), ("| cifar-cnn", "inference"),
+        ("| fmnist-vit", "training step"), ("| fmnist-vit", "inference"),
     ]
     for row in rows:
         ours, theirs, ratio = (float(cell.strip(" |").replace(",", "")) for cell in row[2:])
-        assert ours > 0 and theirs > 0 and abs(ratio - ours / theirs) < 0.01 + 0.01 * ratio
+        assert ours > 0 and theirs > 0  # printed rounded to whole images/s, the ratio to 0.01:
+        low, high = (ours - 0.5) / (theirs + 0.5), (ours + 0.5) / (theirs - 0.5)
+        assert low - 0.005 <= ratio <= high + 0.005
     assert "cnnlab: " in out and "PyTorch 2.13" in out

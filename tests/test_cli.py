@@ -19,7 +19,7 @@ import cnnlab
 from cnnlab.checkpoint import load_checkpoint, load_model
 from cnnlab.cli import main
 from cnnlab.data import load_dataset, load_image, train_val_split
-from cnnlab.training.config import derived_seed
+from cnnlab.training.config import MODEL_DEFAULTS, derived_seed
 from cnnlab.training.trained import expects_dark_background, light_background
 from test_pictures import assert_png
 from test_train_viz import assert_png_with_content
@@ -73,8 +73,8 @@ def trained(folder, tmp_path_factory):
 def model_inputs(run_dir, pixels):
     """(N, C, H, W) uint8 -> the model's inputs: (pixel / 255 - mean) / std for a model on
     pixels; for one on hog,color features, scikit-image's HOG of each image and its intensity
-    histogram, standardised with the statistics saved beside the weights."""
-    arrays, metadata = load_checkpoint(Path(run_dir) / "model")
+    histogram, standardised with the statistics saved apart from the weights (RUN_DIR/features)."""
+    _, metadata = load_checkpoint(Path(run_dir) / "model")
     prep = metadata["preprocessing"]
     values = pixels.astype(np.float64) / 255
     if "features" not in prep:
@@ -90,7 +90,9 @@ def model_inputs(run_dir, pixels):
     index = np.minimum(pixels[:, 0].reshape(len(pixels), -1).astype(int) * bins // 255, bins - 1)
     histogram = (index[..., None] == np.arange(bins)).mean(axis=1)
     features = np.concatenate([hogs, histogram], axis=1)
-    return ((features - arrays["features.mean"]) / arrays["features.std"]).astype(np.float32)
+    statistics, _ = load_checkpoint(Path(run_dir) / "features")
+    return ((features - statistics["features.mean"]) / statistics["features.std"]
+            ).astype(np.float32)
 
 
 def probabilities(run_dir, pixels):
@@ -226,22 +228,30 @@ def test_evaluate_gives_the_models_numbers_on_the_test_and_validation_splits(fol
     assert result["loss"] == pytest.approx(last["val_loss"], rel=1e-6)
     status, out, _ = run_cli(["evaluate", trained], capsys)
     result = json.loads(run_cli(["evaluate", trained, "--json"], capsys)[1])
+    rows = {**result["per_class"], "macro average": result["macro"]}
     assert status == 0 and out.splitlines() == [
         f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  on 18 test images of "
         f"folder:{folder}",
-        *(f"  {name:<7}  {accuracy:.4f}" for name, accuracy in
-          result["per_class_accuracy"].items())]
+        "top-1 1.0000  top-3 1.0000",
+        "  class          precision  recall  f1      images  (recall: the accuracy)",
+        *(f"  {name:<13}  {row['precision']:<9.4f}  {row['recall']:.4f}  {row['f1']:.4f}  "
+          f"{row.get('support', '')}" for name, row in rows.items())]
+    assert [row["support"] for row in result["per_class"].values()] == [6, 6, 6]
 
 
 def test_json_output_is_one_object_with_a_matrix_row_per_line(trained, capsys):
-    """8 keys, the per-class accuracies on one line, the 3 x 3 confusion matrix on 3 lines."""
+    """11 keys, the per-class accuracies on one line, the 3 x 3 confusion matrix on 3 lines,
+    each class's precision/recall/F1 on one line."""
     status, out, err = run_cli(["evaluate", trained, "--json"], capsys)
     assert status == 0, err
     result = json.loads(out)
     lines = out.strip().splitlines()
-    assert len(result) == 8 and len(lines) == 1 + 8 + 3 + 1 + 1, out
-    assert [json.loads(line.strip().rstrip(",")) for line in lines[-6:-3]] == result[
-        "confusion_matrix"]
+    assert len(result) == 11 and len(lines) == 1 + 11 + (3 + 1) + (3 + 1) + 1, out
+    matrix_at = lines.index('  "confusion_matrix": [')
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[matrix_at + 1:matrix_at + 4]
+            ] == result["confusion_matrix"]
+    for name, row in result["per_class"].items():
+        assert f'    "{name}": {json.dumps(row)}' in [line.rstrip(",") for line in lines]
     assert f'  "per_class_accuracy": {json.dumps(result["per_class_accuracy"])},' in lines
 
 
@@ -352,7 +362,8 @@ def test_features_train_well_and_evaluate_and_predict_repeat_them(features_run, 
     assert_evaluation(result, expected_evaluation(features_run, folder_test_set(folder)))
     described = json.loads((features_run / "model.json").read_text())
     assert described["preprocessing"]["features"]["names"] == ["hog", "color"]
-    assert described["extra_arrays"] == ["features.mean", "features.std"]
+    assert "extra_arrays" not in described  # the statistics are in features.safetensors
+    assert (features_run / "features.safetensors").exists()
     assert described["model"]["input_size"] == [1, sum(
         described["preprocessing"]["features"]["dims"].values())]
     images = [folder / "cross" / "29.png", folder / "circle" / "03.png"]
@@ -550,6 +561,10 @@ def test_the_installed_entry_point(tmp_path):
     assert shown.returncode == 0
     assert "per-model defaults" in shown.stdout and "--limit-train" in shown.stdout
     assert "--features" in shown.stdout and "hog,color" in shown.stdout
+    vit_row = next(line for line in shown.stdout.splitlines() if line.startswith("  vit "))
+    assert vit_row.split() == ["vit", "adamw", "0.001", "0", "0.05", "cosine",
+                               str(MODEL_DEFAULTS["vit"].epochs), "128", "2", "0.1"]
+    assert "--warmup-epochs" in shown.stdout and "--label-smoothing" in shown.stdout
     failed = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--lr", "-1"],
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and failed.stderr.startswith("error: ")

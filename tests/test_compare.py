@@ -75,6 +75,10 @@ PARAMS = {
     "mlp": (768 * 512 + 512) + (512 * 256 + 256) + (256 * 2 + 2),
     "cnn": (32 * 3 * 9 + 32) + (64 * 32 * 9 + 64)  # conv 3 -> 32 -> 64, 3 x 3
     + (64 * 4 * 4 * 128 + 128) + (128 * 2 + 2),  # two 2 x 2 poolings: 16 -> 4; Linear 128
+    "vit": (64 * 3 * 4 * 4 + 64) + (64 + 17 * 64)  # patches of 4 x 4; class token, positions
+    + 6 * ((3 * 64 * 64 + 3 * 64) + (64 * 64 + 64)  # 6 encoder layers: attention,
+           + (64 * 128 + 128) + (128 * 64 + 64) + 2 * 2 * 64)  # MLP 128, 2 LayerNorms
+    + 2 * 64 + (64 * 2 + 2),  # final LayerNorm, head
 }
 
 

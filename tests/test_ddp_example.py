@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.checkpoint import load_model, save_model
-from cnnlab.models import build_model
-from interop_runs import FASHION_MNIST, fashion_mnist, make_run
+from cnnlab.checkpoint import load_model
+from interop_runs import FASHION_MNIST, fashion_mnist, make_features_run, make_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,13 +46,9 @@ def test_two_processes_fine_tune_a_run_that_cnnlab_evaluates(tmp_path):
 
 
 def test_a_features_run_is_refused_before_any_worker_starts(tmp_path):
-    preprocessing = {"input_size": [28, 28], "channels": 1, "features": {"names": ["hog"]}}
-    save_model(tmp_path / "run" / "model", build_model("linear", input_size=(1, 36)),
-               {"classes": [str(k) for k in range(10)], "preprocessing": preprocessing,
-                "dataset": "fashion-mnist"}, {"features.mean": np.zeros(36),
-                                              "features.std": np.ones(36)})
+    make_features_run(tmp_path / "run", fashion_mnist()[0], count=20)
     done = run_python(ROOT / "examples/ddp_finetune.py", tmp_path / "run", "--out",
                       tmp_path / "ddp")
     assert done.returncode == 2 and done.stderr.startswith("error: ")
-    assert "hand-made features (hog)" in done.stderr
+    assert "hand-made features (hog, color)" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "ddp").exists()

@@ -34,6 +34,34 @@ def test_cross_entropy_matches_torch(reduction, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.1, 1.0])
+def test_label_smoothed_cross_entropy_matches_torch(smoothing, reduction, dtype):
+    logits, target = rng.standard_normal((7, 5)) * 3, targets(7, 5)
+    compare_with_torch(
+        lambda s, t: F.cross_entropy(s, t, reduction=reduction, label_smoothing=smoothing),
+        lambda s, t: TF.cross_entropy(s, t, reduction=reduction, label_smoothing=smoothing),
+        [logits, target],
+        dtype,
+    )
+
+
+def test_label_smoothing_gradcheck_and_bad_values():
+    target = np.array([0, 2, 1, 2])
+    assert_gradcheck(lambda s: F.cross_entropy(s, target, label_smoothing=0.2),
+                     rng.standard_normal((4, 3)))
+    assert_gradcheck(lambda s: F.cross_entropy(s, target, reduction="none",
+                                               label_smoothing=0.3).sum(),
+                     rng.standard_normal((4, 3)))
+    for bad in (-0.1, 1.5, True, "0.1"):
+        with pytest.raises(ValueError, match="cross_entropy: label_smoothing must be a number "
+                                             r"in \[0, 1\], got"):
+            F.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=bad)
+    with pytest.raises(ValueError, match="CrossEntropyLoss: label_smoothing"):
+        cnnlab.nn.CrossEntropyLoss(label_smoothing=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("margin", [1.0, 0.5])
 def test_multiclass_hinge_is_torch_multi_margin_times_the_class_count(reduction, margin, dtype):
     classes = 6

@@ -1,5 +1,6 @@
 """cnnlab.interop: ONNX export checked by onnxruntime on real Fashion-MNIST images, PyTorch
-modules both ways, and the PyTorch weights export, for every model family."""
+modules both ways, and the PyTorch weights export, for every model family (the vit a tiny
+one: 2 layers of width 32)."""
 
 import json
 import os
@@ -19,7 +20,7 @@ from PIL import Image
 
 import cnnlab
 from cnnlab import nn
-from cnnlab.checkpoint import load_model, save_model
+from cnnlab.checkpoint import load_model
 from cnnlab.interop import (
     CONVERTERS,
     LAYERS,
@@ -32,10 +33,12 @@ from cnnlab.interop import (
     torch_source,
 )
 from cnnlab.models import build_model
-from interop_runs import FAMILIES, fashion_mnist, make_run, normalise
+from interop_runs import FAMILIES, fashion_mnist, make_features_run, make_run, normalise
 
 AGREEMENT = 1e-5
 ROOT = Path(__file__).resolve().parent.parent
+NETWORKS = (*FAMILIES, "vit")
+TINY_VIT = {"hidden_dim": 32, "num_layers": 2, "num_heads": 2, "mlp_dim": 64}
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +50,9 @@ def fashion():
 def runs(fashion, tmp_path_factory):
     """RUN_DIR of each family, trained a few steps on Fashion-MNIST's training images."""
     root = tmp_path_factory.mktemp("runs")
-    for name in FAMILIES:
-        make_run(root / name, name, fashion[0])
-    return {name: root / name for name in FAMILIES}
+    for name in NETWORKS:
+        make_run(root / name, name, fashion[0], **(TINY_VIT if name == "vit" else {}))
+    return {name: root / name for name in NETWORKS}
 
 
 def softmax(logits):
@@ -68,7 +71,7 @@ def onnx_logits(path_or_bytes, images):
 
 
 # ----- ONNX ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_onnxruntime_agrees_with_the_cnnlab_model_on_test_images(name, runs, fashion, tmp_path):
     model, metadata = load_model(runs[name] / "model")
     model.eval()
@@ -80,13 +83,14 @@ def test_onnxruntime_agrees_with_the_cnnlab_model_on_test_images(name, runs, fas
     assert (theirs.argmax(1) == ours.argmax(1)).all()
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_the_onnx_graph_is_in_inference_form_with_its_metadata(name, runs, tmp_path):
     proto = onnx.load(export_onnx(runs[name], tmp_path / "model.onnx"))
     _, metadata = load_model(runs[name] / "model")
     ops = [node.op_type for node in proto.graph.node]
     assert ops[:2] == ["Sub", "Div"] and "Dropout" not in ops
     assert ("BatchNormalization" in ops) == (name == "cnn-bn")
+    assert ({"LayerNormalization", "Erf", "Softmax"} <= set(ops)) == (name == "vit")
     assert (proto.opset_import[0].version, proto.ir_version) == (17, 8)
     props = {prop.key: prop.value for prop in proto.metadata_props}
     assert json.loads(props["classes"]) == metadata["classes"]
@@ -133,6 +137,68 @@ def test_every_layer_exports_and_converts(fashion):
     assert np.abs(cnnlab_logits(back, x) - ours).max() <= AGREEMENT
 
 
+def transformer(rng):
+    """Every transformer layer in one model: patch tokens, a post-norm relu layer sequence
+    first, a pre-norm gelu layer batch first, LayerNorm, GELU, the class token, a head."""
+    return nn.Sequential(OrderedDict([
+        ("patches", nn.Conv2d(1, 8, 7, stride=7, generator=rng)),
+        ("tokens", nn.PatchTokens(16, 8, generator=rng)),
+        ("post", nn.TransformerEncoderLayer(8, 2, 16, generator=rng)),
+        ("pre", nn.TransformerEncoderLayer(8, 4, 12, activation="gelu", batch_first=True,
+                                           norm_first=True, generator=rng)),
+        ("norm", nn.LayerNorm(8, eps=1e-6)), ("gelu", nn.GELU()), ("cls", nn.SelectToken()),
+        ("head", nn.Linear(8, 10, generator=rng)),
+    ]))
+
+
+@pytest.mark.parametrize("opset", [13, 17, 20])
+def test_every_transformer_layer_exports_and_converts(opset, fashion):
+    """LayerNorm composed (13) or LayerNormalization (17, 20), GELU with Erf (13, 17) or Gelu
+    (20): onnxruntime, torch and the way back compute the model's logits."""
+    rng = np.random.default_rng(4)
+    model = transformer(rng).eval()
+    for parameter in model.parameters():  # no zero biases, no unit LayerNorm weights
+        parameter.data += rng.normal(0, 0.1, parameter.shape).astype(np.float32)
+    x = fashion[1].images[:20].astype(np.float32) / np.float32(255)
+    ours = cnnlab_logits(model, x)
+    metadata = {"classes": list(fashion[1].classes), "preprocessing": {
+        "channels": 1, "input_size": [28, 28], "mean": [0.0], "std": [1.0]}}
+    proto = onnx_model(model, metadata, opset=opset)
+    ops = {node.op_type for node in proto.graph.node}
+    assert ("LayerNormalization" in ops, "Gelu" in ops, "Erf" in ops) == (
+        opset >= 17, opset >= 20, opset < 20)
+    theirs = onnx_logits(proto.SerializeToString(), x)
+    assert np.abs(theirs - ours).max() <= AGREEMENT * np.abs(ours).max()
+    module = to_torch(model)
+    assert isinstance(module.post, torch.nn.TransformerEncoderLayer)
+    assert np.abs(module(torch.from_numpy(x)).detach().numpy() - ours).max() <= AGREEMENT
+    back = from_torch(module)
+    assert torch_source(back) == torch_source(model)
+    assert np.abs(cnnlab_logits(back, x) - ours).max() <= AGREEMENT
+
+
+def test_a_float64_vit_and_its_torch_twin_agree_to_float64_precision_both_ways():
+    """Forward and backward of a tiny float64 vit in train mode (dropout 0), state dicts
+    loaded strictly both ways."""
+    rng = np.random.default_rng(5)
+    model = build_model("vit", generator=rng, **TINY_VIT).double()
+    module = to_torch(model)
+    assert module[0].weight.dtype == torch.float64 and module.training
+    x = rng.standard_normal((3, 1, 28, 28))
+    ours = model(cnnlab.Tensor(x))
+    theirs = module(torch.from_numpy(x))
+    upstream = rng.standard_normal(ours.shape)
+    (ours * cnnlab.Tensor(upstream)).sum().backward()
+    (theirs * torch.from_numpy(upstream)).sum().backward()
+    assert np.abs(theirs.detach().numpy() - ours.data).max() <= 1e-10
+    for (key, parameter), (their_key, their_parameter) in zip(
+            model.named_parameters(), module.named_parameters(), strict=True):
+        assert key == their_key
+        scale = np.abs(parameter.grad).max()
+        assert np.abs(their_parameter.grad.numpy() - parameter.grad).max() <= 1e-8 * scale, key
+    assert from_torch(module).state_dict().keys() == model.state_dict().keys()
+
+
 def test_every_cnnlab_layer_has_an_entry_in_both_tables():
     """A layer added to cnnlab.nn needs its ONNX export and its PyTorch twin."""
     losses = {nn.CrossEntropyLoss, nn.MultiClassHingeLoss, nn.Module, nn.Sequential}
@@ -143,19 +209,15 @@ def test_every_cnnlab_layer_has_an_entry_in_both_tables():
 
 
 def test_a_features_run_is_refused_with_one_line(fashion, tmp_path):
-    model = build_model("linear", input_size=(1, 36))
-    preprocessing = {"input_size": [28, 28], "channels": 1, "resize": "bilinear",
-                     "features": {"names": ["hog", "color"]}}
-    features = {"features.mean": np.zeros(36), "features.std": np.ones(36)}
-    save_model(tmp_path / "run" / "model", model,
-               {"classes": list(fashion[1].classes), "preprocessing": preprocessing}, features)
+    model, inputs = make_features_run(tmp_path / "run", fashion[0])
     with pytest.raises(ValueError, match="hand-made features") as error:
         export_onnx(tmp_path / "run", tmp_path / "model.onnx")
     assert "\n" not in str(error.value)
     assert not (tmp_path / "model.onnx").exists()
     weights, script, stats = export_torch(tmp_path / "run", tmp_path / "out" / "linear.safetensors")
     assert set(safetensors.numpy.load_file(weights)) == set(model.state_dict())
-    assert set(safetensors.numpy.load_file(stats)) == set(features)
+    for key, value in safetensors.numpy.load_file(stats).items():
+        np.testing.assert_array_equal(value, inputs.arrays()[key])
     assert (script.name, stats.name) == ("linear.py", "linear.features.safetensors")
     assert "features.mean and features.std of linear.features.safetensors" in script.read_text()
 
@@ -192,7 +254,7 @@ def test_an_explicit_opset_sets_the_lowest_ir_version_that_holds_it(opset, runs,
 
 
 # ----- PyTorch ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_to_torch_and_back_compute_the_same_logits_with_the_same_keys(name, runs, fashion):
     model, _ = load_model(runs[name] / "model")
     model.eval()
@@ -226,8 +288,14 @@ def test_a_float64_model_stays_float64_and_a_torch_module_comes_across():
 
 
 def test_from_torch_names_what_cnnlab_lacks():
-    with pytest.raises(ValueError, match="no counterpart for GELU"):
-        from_torch(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.GELU()))
+    with pytest.raises(ValueError, match="no counterpart for ELU"):
+        from_torch(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ELU()))
+    with pytest.raises(ValueError, match="MultiheadAttention with bias_k=a tensor is not"):
+        from_torch(torch.nn.MultiheadAttention(4, 2, add_bias_kv=True))
+    with pytest.raises(ValueError, match="MultiheadAttention with _qkv_same_embed_dim=False"):
+        from_torch(torch.nn.MultiheadAttention(4, 2, kdim=3))
+    with pytest.raises(ValueError, match="TransformerEncoderLayer with activation"):
+        from_torch(torch.nn.TransformerEncoderLayer(4, 2, activation=torch.nn.Tanh()))
     with pytest.raises(ValueError, match="MaxPool2d with ceil_mode=True is not supported"):
         from_torch(torch.nn.MaxPool2d(2, ceil_mode=True))
     with pytest.raises(ValueError, match="Conv2d with groups=2"):
@@ -247,10 +315,11 @@ def test_a_missing_package_names_the_install_command(monkeypatch):
         onnx_model(model, {})
 
 
-def test_export_torch_loads_strictly_with_the_lines_it_writes(runs, fashion, tmp_path):
-    model, metadata = load_model(runs["cnn-bn"] / "model")
+@pytest.mark.parametrize("name", ["cnn-bn", "vit"])
+def test_export_torch_loads_strictly_with_the_lines_it_writes(name, runs, fashion, tmp_path):
+    model, metadata = load_model(runs[name] / "model")
     model.eval()
-    weights, script, *rest = export_torch(runs["cnn-bn"], tmp_path / "cnn-bn.safetensors")
+    weights, script, *rest = export_torch(runs[name], tmp_path / f"{name}.safetensors")
     assert rest == [] and set(safetensors.numpy.load_file(weights)) == set(model.state_dict())
     module = runpy.run_path(str(script))["model"]  # builds, loads with strict=True, eval()
     x = normalise(fashion[1].images[:50], metadata["preprocessing"])
@@ -258,6 +327,8 @@ def test_export_torch_loads_strictly_with_the_lines_it_writes(runs, fashion, tmp
         theirs = module(torch.from_numpy(x)).numpy()
     assert np.abs(theirs - cnnlab_logits(model, x)).max() <= AGREEMENT
     assert "Input: (N, 1, 28, 28) float32, (pixel / 255 - mean) / std" in script.read_text()
+    back = from_torch(module)  # the script's own PatchTokens and SelectToken come back
+    assert np.abs(cnnlab_logits(back, x) - cnnlab_logits(model, x)).max() <= AGREEMENT
 
 
 def test_onnxruntime_on_image_files_agrees_with_cnnlab_predict(runs, fashion, tmp_path):

@@ -286,6 +286,12 @@ def test_losses_match_torch():
         theirs = torch.nn.CrossEntropyLoss(reduction=reduction)(torch.tensor(scores),
                                                                  torch.tensor(target))
         assert relative_error(ours.data, theirs.numpy()) < TOLERANCE
+        smoothed = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=0.1)
+        theirs = torch.nn.CrossEntropyLoss(reduction=reduction, label_smoothing=0.1)(
+            torch.tensor(scores), torch.tensor(target))
+        assert relative_error(smoothed(cnnlab.Tensor(scores), target).data,
+                              theirs.numpy()) < TOLERANCE
+        assert repr(smoothed).endswith("label_smoothing=0.1)")
         hinge = nn.MultiClassHingeLoss(margin=0.5, reduction=reduction)(cnnlab.Tensor(scores),
                                                                        target)
         multi_margin = torch.nn.MultiMarginLoss(margin=0.5, reduction=reduction)(

@@ -93,6 +93,8 @@ def test_flags_override_the_model_defaults():
     ({"dataset": "imagenet"}, "--dataset must be one of"),
     ({"limit_train": 0}, "--limit-train must be at least 1"),
     ({"seed": -3}, "--seed must be at least 0"),
+    ({"warmup_epochs": -1}, "--warmup-epochs must be at least 0"),
+    ({"label_smoothing": 1.5}, r"--label-smoothing must lie in 0..1, got 1.5"),
     ({"model": "cnn", "features": ["hog"]}, "--features applies to --model linear, svm, mlp, "
                                             "not cnn"),
     ({"model": "linear", "features": "hog,sift"},
@@ -103,6 +105,27 @@ def test_flags_override_the_model_defaults():
 def test_bad_values_name_their_flag(options, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**options).resolve()
+
+
+def test_the_vit_has_a_transformer_recipe_and_the_others_none():
+    config = TrainConfig(model="vit").resolve()
+    assert (config.optimizer, config.lr, config.weight_decay, config.schedule) == (
+        "adamw", 1e-3, 0.05, "cosine")
+    assert (config.warmup_epochs, config.label_smoothing) == (2, 0.1)
+    for name in ("linear", "svm", "mlp", "cnn", "cnn-bn"):
+        config = TrainConfig(model=name).resolve()
+        assert (config.warmup_epochs, config.label_smoothing) == (0, 0.0)
+
+
+def test_label_smoothing_is_in_the_training_loss_only(tmp_path):
+    """The epoch's train loss is the smoothed cross-entropy of the batches; validation's is
+    the plain one (so the models' validation losses compare)."""
+    trainer = make_trainer(make_config(tmp_path, label_smoothing=0.5))
+    scores, labels = Tensor(np.array([[2.0, 0.0, -1.0]])), np.array([0])
+    plain = float(F.cross_entropy(scores, labels).data)
+    smoothed = float(F.cross_entropy(scores, labels, label_smoothing=0.5).data)
+    assert float(trainer.loss(scores, labels).data) == smoothed != plain
+    assert float(trainer.eval_loss(scores, labels).data) == plain
 
 
 def test_features_resolve_to_a_list_and_their_own_run_dir():

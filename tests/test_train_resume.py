@@ -116,3 +116,23 @@ def test_an_extension_resumed_with_still_more_epochs_stretches_its_own_schedule(
     assert lrs(resumed.history)[1:] == lrs(fresh.history)
     assert "the cosine schedule of epochs 2-4 now ends with epoch 6" in "\n".join(lines)
     assert_changed_every_epoch(after_epoch)
+
+
+@pytest.mark.parametrize("where", [(1, 3), (2, 3)], ids=["in-the-warm-up", "after-it"])
+def test_a_vit_run_with_warm_up_interrupted_and_resumed_equals_one_left_alone(tmp_path, where):
+    """The vit's recipe (AdamW, 2 warm-up epochs then cosine, label smoothing 0.1) on a tiny
+    run of 4 epochs, stopped in epoch 2 (warm-up) or 3 (cosine) and resumed: the same weights,
+    optimiser state and learning rates, bit for bit, as the run left alone."""
+    options = {"model": "vit", "epochs": 4}
+    whole = run_to_end(make_config(tmp_path / "whole", **options))
+    base = whole.config.lr
+    cosine = [base * (1 + math.cos(math.pi * t / 2)) / 2 for t in range(2)]
+    assert np.allclose(lrs(whole.history), [base / 3, 2 * base / 3, *cosine], rtol=1e-12)
+    assert (whole.config.warmup_epochs, whole.config.label_smoothing) == (2, 0.1)
+    cut = make_config(tmp_path / "cut", **options)
+    with pytest.raises(TrainingInterrupted):
+        run_to_end(cut, on_step=stop_at(*where))
+    resumed, _, _ = resume(cut.out, 4)
+    assert_same_arrays(weights(whole.run_dir, "last"), weights(resumed.run_dir, "last"))
+    assert lrs(resumed.history) == lrs(whole.history)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]

@@ -3,7 +3,8 @@
 `layer_outputs(model, x)` runs a model's leaf layers one after another, keeping every output
 (for activation maps, and for the test that `summary`'s predicted shapes equal a real forward
 pass). `equivariance_error(fn, x, shift)` measures how far a map is from translation
-equivariance: 0 when shifting the input shifts the output by shift / jump.
+equivariance: 0 when shifting the input shifts the output by shift / jump. For a map to class
+scores (N, K) equivariance is invariance: 0 when the shifted input gets the same scores.
 """
 
 import numpy as np
@@ -61,13 +62,13 @@ def _call(fn, x):
     return np.asarray(y.data if isinstance(y, Tensor) else y, dtype=np.float64)
 
 
-def equivariance_error(fn, x, shift, jump=None):
+def equivariance_error(fn, x, shift, jump=None, nearest=False):
     """How far fn is from translation equivariance: 0 for a map that commutes with shifts.
 
     Args:
-        fn: a Module or any callable mapping (N, C, H, W) to (N, C', H', W'), returning a
-            Tensor or an ndarray. It is given a cnnlab Tensor (NumPy functions take it too,
-            through __array__), under no_grad.
+        fn: a Module or any callable mapping (N, C, H, W) to (N, C', H', W'), or to class
+            scores (N, K), returning a Tensor or an ndarray. It is given a cnnlab Tensor
+            (NumPy functions take it too, through __array__), under no_grad.
         x: (N, C, H, W) ndarray or Tensor.
         shift: (dy, dx) in input pixels, multiples of the jump on each axis.
         jump: (h, w) input pixels between neighbouring outputs, e.g. a summary record's `jump`.
@@ -75,27 +76,37 @@ def equivariance_error(fn, x, shift, jump=None):
             and pooling that divides the size, and right for valid convolutions and
             pooling's leftover rows as long as the receptive field is small beside H (a valid
             3x3 convolution, H' = H - 2, gets jump 1).
+        nearest: allow a shift that is not a multiple of the jump, the output expected to move
+            by the nearest whole number of outputs, round(shift / jump): how far the map is
+            from any equivariance at that shift (a stride-4 patch embedding and a 1-pixel
+            shift: the tokens against the unshifted ones). Default: False (ValueError).
 
     Returns:
         max |fn(translate(x, shift)) - translate(fn(x), shift / jump)| over the outputs at
-        least a quarter of the output size away from every border, divided by max |fn(x)|.
+        least a quarter of the output size away from every border, divided by max |fn(x)|;
+        for class scores, max |fn(translate(x, shift)) - fn(x)| / max |fn(x)|.
     """
     x = np.asarray(x.data if isinstance(x, Tensor) else x)
     if x.ndim != 4:
         raise ValueError(f"equivariance_error: expected x of shape (N, C, H, W), got {x.shape}")
     shift = pair(shift, "shift")
     y = _call(fn, x)
+    if y.ndim == 2:  # class scores: the same scores for the shifted input
+        difference = np.max(np.abs(_call(fn, translate(x, shift)) - y), initial=0.0)
+        scale = np.max(np.abs(y), initial=0.0)
+        return float(difference / scale) if scale > 0 else float(difference)
     if y.ndim != 4:
-        raise ValueError(f"equivariance_error: fn must return (N, C', H', W'), got shape {y.shape}")
+        raise ValueError(f"equivariance_error: fn must return (N, C', H', W') or (N, K), got "
+                         f"shape {y.shape}")
     if jump is None:
         jump = tuple(max(1, x.shape[axis] // y.shape[axis]) for axis in (2, 3))
     jump = pair(jump, "jump")
-    if shift[0] % jump[0] or shift[1] % jump[1]:
+    if not nearest and (shift[0] % jump[0] or shift[1] % jump[1]):
         raise ValueError(
             f"equivariance_error: shift {shift} must be a multiple of the jump {jump} "
-            f"(input {x.shape[2:]} -> output {y.shape[2:]})"
+            f"(input {x.shape[2:]} -> output {y.shape[2:]}), or give nearest=True"
         )
-    output_shift = (shift[0] // jump[0], shift[1] // jump[1])
+    output_shift = tuple(int(np.floor(shift[axis] / jump[axis] + 0.5)) for axis in (0, 1))
     shifted = _call(fn, translate(x, shift))
     expected = translate(y, output_shift)
     margin_h, margin_w = y.shape[2] // 4, y.shape[3] // 4

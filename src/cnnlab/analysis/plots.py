@@ -202,3 +202,139 @@ def save_bar_chart(names, accuracy, seconds, path, reference=None, reference_lab
     if title:
         figure.suptitle(title)
     return _save(figure, path)
+
+
+# ----- explanations: a map over an image, top patches, labelled rows of images ---------------
+def save_explanation(image, heat, path, title=None, heat_title=None, extent=None,
+                     heat_label=None) -> Path:
+    """An image, and beside it the same image with a map laid over it (800 x 400 PNG).
+
+    Args:
+        image: (H, W) grey or (H, W, 3) colour display image in [0, 1].
+        heat: (H_m, W_m) map (saliency, Grad-CAM, occlusion), drawn with its own colour bar:
+            from 0 to its maximum for a map without negative values, else from -m to m
+            (m = max |heat|) on a blue-white-red scale.
+        path: the PNG to write.
+        title: text above both panels (the top classes). Default: none.
+        heat_title: text above the overlay (the method and target). Default: none.
+        extent: (left, right, bottom, top) of the map in the image's pixel coordinates
+            (pixel (y, x) centred at (x, y), the image spanning -0.5 .. W - 0.5); Default: the
+            whole image (a map of the image's size, one value per pixel).
+        heat_label: the colour bar's caption. Default: none.
+    """
+    image, heat = np.clip(np.asarray(image, dtype=float), 0, 1), np.asarray(heat, dtype=float)
+    if image.ndim not in (2, 3) or heat.ndim != 2:
+        raise ValueError(f"save_explanation: expected an (H, W) or (H, W, 3) image and an "
+                         f"(H_m, W_m) map, got {image.shape} and {heat.shape}")
+    height, width = image.shape[:2]
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5) if extent is None else extent
+    largest = float(np.abs(heat).max()) if heat.size else 0.0
+    signed = heat.size and heat.min() < 0
+    scale = {"cmap": "RdBu_r", "vmin": -largest, "vmax": largest} if signed else {
+        "cmap": "inferno", "vmin": 0.0, "vmax": largest or 1.0}
+    figure = Figure(figsize=(8, 4), layout="constrained")
+    image_axes, heat_axes = figure.subplots(1, 2)
+    for axes in (image_axes, heat_axes):
+        axes.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes.set_axis_off()
+    shown = heat_axes.imshow(heat, alpha=0.6, extent=extent, interpolation="nearest", **scale)
+    heat_axes.set_xlim(-0.5, width - 0.5)
+    heat_axes.set_ylim(height - 0.5, -0.5)
+    colour_bar = figure.colorbar(shown, ax=heat_axes, shrink=0.85)
+    if heat_label:
+        colour_bar.set_label(heat_label)
+    image_axes.set_title("input")
+    if heat_title:
+        heat_axes.set_title(heat_title)
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
+
+
+def mosaic(tiles, gap=1, gap_value=1.0):
+    """Tiles (R, M, h, w) or (R, M, h, w, 3) side by side: R rows of M, `gap` pixels of
+    `gap_value` between them -> (R * (h + gap) - gap, M * (w + gap) - gap[, 3])."""
+    tiles = np.asarray(tiles, dtype=float)
+    rows, columns, height, width = tiles.shape[:4]
+    padding = [(0, 0), (0, 0), (0, gap), (0, gap)] + [(0, 0)] * (tiles.ndim - 4)
+    padded = np.pad(tiles, padding, constant_values=gap_value)
+    joined = padded.transpose(0, 2, 1, 3, *range(4, tiles.ndim))  # (R, h + gap, M, w + gap, ..)
+    joined = joined.reshape(rows * (height + gap), columns * (width + gap), *tiles.shape[4:])
+    return joined[: rows * (height + gap) - gap, : columns * (width + gap) - gap]
+
+
+def save_patch_grid(patches, path, row_labels, title=None, rows_per_block=16) -> Path:
+    """One row of image patches per channel (top patches), blocks of rows side by side.
+
+    Args:
+        patches: (K, M, h, w) grey or (K, M, h, w, 3) colour patches in [0, 1]: row k holds
+            channel k's M patches, best first.
+        path: the PNG to write: each patch pixel about 4 screen pixels, white lines between
+            patches.
+        row_labels: K texts, one per row ("3: 4.21", the channel and its best activation).
+        title: text above the grid. Default: none.
+        rows_per_block: rows per block; ceil(K / rows_per_block) blocks side by side.
+            Default: 16.
+    """
+    patches = np.asarray(patches, dtype=float)
+    if patches.ndim not in (4, 5) or (patches.ndim == 5 and patches.shape[-1] != 3) or (
+            len(row_labels) != len(patches) or not patches.size):
+        raise ValueError(f"save_patch_grid: expected (K, M, h, w[, 3]) patches and K row "
+                         f"labels, got {patches.shape} and {len(row_labels)} labels")
+    blocks = int(np.ceil(len(patches) / rows_per_block))
+    rows = min(rows_per_block, len(patches))
+    count, height, width = patches.shape[1:4]
+    pixels = 4 / 100  # inches per patch pixel at 100 dpi
+    figure = Figure(figsize=(blocks * ((width + 1) * count * pixels + 0.7),
+                             rows * (height + 1) * pixels + 0.8), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, blocks, squeeze=False)[0])
+    for block, cell in enumerate(axes):
+        chunk = patches[block * rows_per_block : (block + 1) * rows_per_block]
+        full = np.concatenate([chunk, np.ones((rows - len(chunk), *chunk.shape[1:]))])
+        cell.imshow(np.clip(mosaic(full), 0, 1), cmap="gray", vmin=0, vmax=1,
+                    interpolation="nearest")
+        labels = row_labels[block * rows_per_block : (block + 1) * rows_per_block]
+        cell.set_yticks((height + 1) * np.arange(len(labels)) + (height - 1) / 2, labels,
+                        fontsize=7)
+        cell.set_xticks([])
+        for spine in cell.spines.values():
+            spine.set_visible(False)
+        cell.tick_params(length=0)
+    if title:
+        figure.suptitle(title, fontsize=9, wrap=True)
+    return _save(figure, path)
+
+
+def save_labelled_rows(rows, path, title=None) -> Path:
+    """Rows of captioned images, each row with a label on its left (the mistakes of one
+    (true, predicted) pair).
+
+    Args:
+        rows: list of (label, images, captions): images (M, H, W) grey or (M, H, W, 3) colour
+            in [0, 1], M >= 1 (rows may differ in M), captions M texts. No rows: the title
+            and "(none)".
+        path: the PNG to write: 110 x 110 pixels per image, plus the labels.
+        title: text above the rows. Default: none.
+    """
+    if not rows:
+        figure = Figure(figsize=(8, 1.5), layout="constrained")
+        figure.text(0.5, 0.4, "(none)", ha="center", va="center")
+        figure.suptitle(title or "", fontsize=9, wrap=True)
+        return _save(figure, path)
+    columns = max(len(images) for _, images, _ in rows)
+    figure = Figure(figsize=(1.1 * columns + 1.6, 1.1 * len(rows) + 0.6), layout="constrained")
+    axes = np.asarray(figure.subplots(len(rows), columns, squeeze=False))
+    for cells, (label, images, captions) in zip(axes, rows, strict=True):
+        for index, cell in enumerate(cells):
+            cell.set_xticks([])
+            cell.set_yticks([])
+            for spine in cell.spines.values():
+                spine.set_visible(False)
+            if index < len(images):
+                cell.imshow(np.clip(np.asarray(images[index], dtype=float), 0, 1), cmap="gray",
+                            vmin=0, vmax=1, interpolation="nearest")
+                cell.set_title(str(captions[index]), fontsize=7)
+        cells[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=9, wrap=True)
+    return _save(figure, path)

@@ -16,7 +16,18 @@ attributes works (PyTorch's own included):
     kernel_size, stride, padding (+ in_channels, out_channels): Conv2d; without channels: pooling
     in_features, out_features: Linear (applies to the last axis; ends spatial tracking)
     start_dim, end_dim: Flatten (ends spatial tracking)
-Everything else (ReLU, Dropout, BatchNorm, ...) keeps the shape, receptive field and jump.
+    class_token, num_patches: a ViT's PatchTokens, (C, H', W') -> (1 + H'W', C) tokens x dim
+    self_attn (an encoder layer), or in_proj_weight (attention): one row each, (T, D) kept
+    SelectToken: (T, D) -> (D,), the class token
+Everything else (ReLU, Dropout, BatchNorm, LayerNorm, GELU, ...) keeps the shape, receptive
+field and jump.
+
+A transformer's rows: an encoder layer is one row (its parameters: attention, feed-forward
+and norms together), not its sublayers. Patch tokens keep the patch embedding's receptive
+field (the patch) and jump: token i still stands for patch i. Attention lets every token
+see every other, so from the first attention layer on the receptive field is the whole image,
+as after a Linear layer: the number is meaningful (each output depends on every pixel), and it
+is why the recurrence above stops there.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -34,7 +45,9 @@ from cnnlab.shapes import (
 SHORT_NAMES = {
     "Conv2d": "conv", "MaxPool2d": "maxpool", "AvgPool2d": "avgpool", "Linear": "linear",
     "ReLU": "relu", "Flatten": "flatten", "Dropout": "dropout", "BatchNorm1d": "bn",
-    "BatchNorm2d": "bn",
+    "BatchNorm2d": "bn", "LayerNorm": "ln", "GELU": "gelu", "PatchTokens": "tokens",
+    "TransformerEncoderLayer": "encoder", "MultiheadAttention": "attention",
+    "SelectToken": "select",
 }  # fmt: skip
 
 
@@ -46,8 +59,9 @@ class LayerRecord:
         name: short name numbered per kind, e.g. "conv2", "maxpool1", "linear1".
         path: the module's name in the model ("features.3"), as in its state-dict keys.
         type: the module's class name, e.g. "Conv2d".
-        output_shape: (C, H_out, W_out) for spatial layers, (features,) after Flatten/Linear;
-            with a leading N when the input shape had one.
+        output_shape: (C, H_out, W_out) for spatial layers, (features,) after Flatten/Linear,
+            (T, D) tokens x dim for a transformer's token layers; with a leading N when the
+            input shape had one.
         params: number of learnable parameters.
         kernel_size, stride, padding: (h, w) pairs for convolution and pooling, else None.
         receptive_field: (h, w) input pixels seen by one output; the whole input (H, W) once
@@ -93,10 +107,11 @@ def layers(model):
 
     Containers (Sequential, or a model whose submodules are `features` then `classifier`) are
     walked depth first in registration order, which is the order their forward calls them for
-    every model in `cnnlab.models`. A module without children is a layer.
+    every model in `cnnlab.models`. A module without children is a layer, and so is an
+    encoder layer or an attention module (their sublayers are not called in sequence).
     """
     children = list(model.named_children())
-    if not children:
+    if not children or layer_kind(model) == "attention":
         return [("", model)]
     found = []
     for name, child in children:
@@ -106,7 +121,14 @@ def layers(model):
 
 
 def layer_kind(layer):
-    """ "conv", "pool", "linear", "flatten" or "other", from the layer's attributes."""
+    """ "conv", "pool", "linear", "flatten", "tokens", "attention", "select" or "other", from
+    the layer's attributes."""
+    if hasattr(layer, "self_attn") or hasattr(layer, "in_proj_weight"):
+        return "attention"
+    if hasattr(layer, "class_token") and hasattr(layer, "num_patches"):
+        return "tokens"
+    if type(layer).__name__ == "SelectToken":
+        return "select"
     if all(hasattr(layer, attr) for attr in ("kernel_size", "stride", "padding")):
         return "conv" if hasattr(layer, "out_channels") else "pool"
     if hasattr(layer, "in_features") and hasattr(layer, "out_features"):
@@ -161,12 +183,14 @@ def summary(model, input_shape):
             shape, rf, jump, start = _window_layer(record, layer, kind, shape, rf, jump, start)
         elif kind == "linear":
             shape = _linear_layer(record, layer, shape)
+        elif kind in ("tokens", "attention", "select"):
+            shape = _token_layer(record, layer, kind, shape)
         elif kind == "flatten":
             start_dim = getattr(layer, "start_dim", 1) % len(shape)
             end_dim = getattr(layer, "end_dim", -1) % len(shape)
             merged = int(np.prod(shape[start_dim : end_dim + 1]))
             shape = shape[:start_dim] + (merged,) + shape[end_dim + 1 :]
-        if kind in ("linear", "flatten") and spatial:
+        if kind in ("linear", "flatten", "attention") and spatial:
             spatial = False
             rf = jump = image_hw
             start = ((image_hw[0] - 1) / 2, (image_hw[1] - 1) / 2)
@@ -231,6 +255,29 @@ def _linear_layer(record, layer, shape):
                 f"{layer.in_features}, got input shape {shape[1:]}"
             )
     return shape[:-1] + (layer.out_features,)
+
+
+def _token_layer(record, layer, kind, shape):
+    """Output shape of PatchTokens (N, D, H', W') -> (N, 1 + H'W', D), an attention or
+    encoder layer (N, T, D) kept, or SelectToken (N, T, D) -> (N, D)."""
+    if kind == "tokens":
+        if len(shape) != 4 or shape[1] != layer.embed_dim or (
+                shape[2] * shape[3] != layer.num_patches):
+            raise ValueError(
+                f"summary: layer {record.name} ({record.type}) expects (D, H', W') = "
+                f"({layer.embed_dim}, H', W') with H' W' = {layer.num_patches}, got input "
+                f"shape {shape[1:]}")
+        return (shape[0], 1 + layer.num_patches, layer.embed_dim)
+    if len(shape) != 3:
+        raise ValueError(f"summary: layer {record.name} ({record.type}) expects tokens "
+                         f"(T, D), got input shape {shape[1:]}")
+    if kind == "select":
+        return (shape[0], shape[2])
+    embed_dim = getattr(layer, "self_attn", layer).embed_dim
+    if shape[2] != embed_dim:
+        raise ValueError(f"summary: layer {record.name} ({record.type}) expects tokens of "
+                         f"{embed_dim} features, got input shape {shape[1:]}")
+    return shape
 
 
 def receptive_field_box(record, position, image_hw=None):

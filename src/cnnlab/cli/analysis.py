@@ -13,6 +13,7 @@ from cnnlab.analysis.model_pictures import (
     save_model_pictures,
     spatial_layers,
 )
+from cnnlab.cli import explain
 from cnnlab.cli.common import add_command, add_debug, emit_json, stderr
 from cnnlab.errors import DatasetError
 from cnnlab.models import build_model
@@ -46,10 +47,12 @@ examples:
 
 COMPARE_EPILOG = """\
 models: pixels-linear (softmax on pixels), features-linear (softmax on HOG + colour histogram
-features), mlp and cnn, each trained with the trainer's defaults for its model (or --epochs).
+features), mlp, cnn and vit (a vision transformer), each trained with the trainer's defaults
+for its model (or --epochs).
 
 examples:
-  cnnlab compare --dataset fashion-mnist                 the full comparison (tens of minutes)
+  cnnlab compare --dataset fashion-mnist          the full comparison (two hours, most the vit's)
+  cnnlab compare --models pixels-linear,features-linear,mlp,cnn       without the vit: minutes
   cnnlab compare --limit-train 5000 --epochs 3 --out runs/quick"""
 
 
@@ -113,13 +116,16 @@ def _add_viz(commands):
     parser.add_argument("--layer", metavar="NAME", help="layer of the receptive field, "
                         "as cnnlab summary names it (default: the last spatial one)")
     parser.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR)")
+    explain.add_viz_options(parser)  # --top-patches, --features, --misclassified, --seed
     add_debug(parser)
     parser.set_defaults(handler=_viz)
 
 
 def _add_compare(commands):
-    parser = add_command(commands, "compare", "pixels vs features vs MLP vs CNN on one dataset",
-                         "Train pixels-linear, features-linear, mlp and cnn on the same data; "
+    parser = add_command(commands, "compare",
+                         "pixels vs features vs MLP vs CNN vs ViT on one dataset",
+                         "Train pixels-linear, features-linear, mlp, cnn and vit on the same "
+                         "data; "
                          "write OUT/comparison.md (table) and OUT/comparison.png (bar chart).",
                          COMPARE_EPILOG)
     parser.add_argument("--dataset", default="fashion-mnist", metavar="SPEC",
@@ -161,6 +167,8 @@ def _summary(args):
 def _viz(args):
     if Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
         raise ValueError(f"{args.run_dir}: viz draws a run: give its RUN_DIR, not a file")
+    if explain.viz(args):
+        return
     model, metadata = load_trained_model(args.run_dir)
     out = args.out or args.run_dir
     if "features" in metadata["preprocessing"]:  # no image goes into the model as it is

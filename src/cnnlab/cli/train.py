@@ -49,12 +49,22 @@ def _feature_names(text):
     return names
 
 
+def _ks(text):
+    """--top-k for evaluate: "5" or "1,3,5"."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K,K,..., got {text!r}") from None
+
+
 def _defaults_table():
     lines = ["per-model defaults (each overridable by its flag):",
-             "  model    optimizer  lr      momentum  weight-decay  schedule  epochs  batch-size"]
+             "  model    optimizer  lr      momentum  weight-decay  schedule  epochs  "
+             "batch-size  warm-up  smoothing"]
     for name, row in MODEL_DEFAULTS.items():
         lines.append(f"  {name:<8} {row.optimizer:<10} {row.lr:<7g} {row.momentum:<9g} "
-                     f"{row.weight_decay:<13g} {row.schedule:<9} {row.epochs:<7} {row.batch_size}")
+                     f"{row.weight_decay:<13g} {row.schedule:<9} {row.epochs:<7} "
+                     f"{row.batch_size:<11} {row.warmup_epochs:<8} {row.label_smoothing:g}")
     return "\n".join(lines)
 
 
@@ -82,6 +92,7 @@ examples:
   cnnlab train                                     CNN on Fashion-MNIST -> runs/cnn-fashion-mnist
   cnnlab train --model mlp --epochs 5 --lr 0.02
   cnnlab train --model cnn-bn --augment --out runs/bn
+  cnnlab train --model vit                         vision transformer: AdamW, warm-up, cosine
   cnnlab train --model linear --features hog,color   -> runs/linear-hog-color-fashion-mnist
   cnnlab train --dataset folder:photos --image-size 64 --channels 3
   cnnlab train --out runs/bn --resume --epochs 30"""
@@ -115,8 +126,8 @@ def _add_train(commands):
                       help="folders: 1 (grey) or 3 (RGB) (default: from the first image)")
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--model", choices=list(MODEL_DEFAULTS),
-                       help="linear softmax, linear SVM, MLP, CNN (default) or CNN with "
-                            "batch normalisation")
+                       help="linear softmax, linear SVM, MLP, CNN (default), CNN with "
+                            "batch normalisation or vision transformer")
     model.add_argument("--features", type=_feature_names, metavar="A,B",
                        help="train linear, svm or mlp on hand-designed features of the images "
                             f"instead of their pixels: {','.join(FEATURE_NAMES)} "
@@ -130,6 +141,11 @@ def _add_train(commands):
     model.add_argument("--weight-decay", type=float, metavar="X", help="L2 weight decay")
     model.add_argument("--schedule", choices=SCHEDULES,
                        help="learning-rate schedule over the epochs")
+    model.add_argument("--warmup-epochs", type=int, metavar="N",
+                       help="epochs of linear learning-rate warm-up before the schedule "
+                            "(from lr / (N + 1) up to lr; at most --epochs - 1 are used)")
+    model.add_argument("--label-smoothing", type=float, metavar="X",
+                       help="cross-entropy label smoothing in [0, 1], in training (PyTorch's)")
     model.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="random flips and crops (shifts for mnist) of training images")
     model.add_argument("--patience", type=int, metavar="N",
@@ -166,8 +182,10 @@ def _add_evaluate(commands):
     _add_data_source(parser)
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="the test set (default) or the run's validation split")
+    parser.add_argument("--top-k", type=_ks, metavar="K[,K...]",
+                        help="top-k accuracies to report (default: 1,3,5, up to the classes)")
     add_output_options(parser, "print one JSON object (accuracy, loss, per-class accuracy, "
-                        "confusion matrix)")
+                        "precision, recall and F1, top-k accuracy, confusion matrix)")
     parser.set_defaults(handler=_evaluate)
 
 
@@ -228,16 +246,19 @@ def _train(args):
 
 def _evaluate(args):
     result = evaluate_run(args.path, dataset=args.dataset, data_dir=args.data_dir,
-                                   download=bool(args.download), split=args.split,
-                                   progress=not args.quiet and sys.stderr.isatty())
+                          download=bool(args.download), split=args.split,
+                          progress=not args.quiet and sys.stderr.isatty(), top_k=args.top_k)
     if args.json:
         return emit_json(result)
     print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  on {result['count']} "
           f"{args.split} images of {result['dataset']}")
-    width = max(len(name) for name in result["per_class_accuracy"])
-    for name, accuracy in result["per_class_accuracy"].items():
-        shown = "-" if accuracy is None else f"{accuracy:.4f}"
-        print(f"  {name:<{width}}  {shown}")
+    print("  ".join(f"top-{k} {value:.4f}" for k, value in result["top_k_accuracy"].items()))
+    rows = {**result["per_class"], "macro average": result["macro"]}
+    width = max(len(name) for name in rows)
+    print(f"  {'class':<{width}}  precision  recall  f1      images  (recall: the accuracy)")
+    for name, row in rows.items():
+        print(f"  {name:<{width}}  {row['precision']:<9.4f}  {row['recall']:.4f}  "
+              f"{row['f1']:.4f}  {row.get('support', '')}")
 
 
 def _predict(args):

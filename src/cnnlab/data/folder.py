@@ -62,7 +62,7 @@ def load_image(path, size=None, channels=None) -> np.ndarray:
     """One image file for prediction.
 
     Args:
-        path: any format Pillow reads.
+        path: any format Pillow reads, or a binary file object holding one.
         size: (H, W) or an int for square; Default: the file's own size.
         channels: 1 (grey, Pillow mode "L") or 3 ("RGB"); Default: 1 for grey files, else 3.
 
@@ -72,8 +72,7 @@ def load_image(path, size=None, channels=None) -> np.ndarray:
     Raises:
         DatasetError naming the file when it cannot be read.
     """
-    path = Path(path)
-    image = _open_image(path)
+    image = _open_image(path if hasattr(path, "read") else Path(path))
     size = _pair(size) if size is not None else (image.height, image.width)
     channels = channels if channels is not None else (1 if image.mode in GREY_MODES else 3)
     return _to_array(image, size, channels)

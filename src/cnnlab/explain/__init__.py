@@ -10,7 +10,8 @@ of `cnnlab.models`) and arrays to arrays; the model is never changed. Layers are
 - attribution: saliency (Simonyan et al. 2014), grad_cam (Selvaraju et al. 2017), occlusion
   (Zeiler & Fergus 2014), and resize_bilinear (torch's interpolate, align_corners=False).
 - patches: top_patches, a channel's most activating image regions (Zeiler & Fergus 2014),
-  each its exact receptive field.
+  each its exact receptive field; top_patches_per_channel, every channel's in one pass;
+  crop_patches, the regions cut out for display.
 - visualise: feature_visualisation by regularised gradient ascent (Olah et al. 2017).
 - split: the model cut in two at a named layer, to read the layer's output (A) and
   differentiate with respect to it (d score / d A) without hooks.
@@ -23,12 +24,13 @@ from cnnlab.explain.attribution import (
     resize_bilinear,
     saliency,
 )
-from cnnlab.explain.patches import top_patches
+from cnnlab.explain.patches import crop_patches, top_patches, top_patches_per_channel
 from cnnlab.explain.split import Split, layer_activations, layer_gradient, split_at
 from cnnlab.explain.visualise import feature_visualisation, gaussian_blur
 
 __all__ = [
     "Split",
+    "crop_patches",
     "feature_visualisation",
     "gaussian_blur",
     "grad_cam",
@@ -40,4 +42,5 @@ __all__ = [
     "saliency",
     "split_at",
     "top_patches",
+    "top_patches_per_channel",
 ]

@@ -1,11 +1,14 @@
 """A trained run's model written for other frameworks: `export_onnx`, `export_torch`.
 
-    export_onnx("runs/cnn-fashion-mnist", "cnn.onnx")            # onnxruntime, any ONNX runtime
-    export_torch("runs/cnn-fashion-mnist", "cnn.safetensors")    # + cnn.py, the PyTorch lines
+    export_onnx("runs/cnn-fashion-mnist")     # runs/cnn-fashion-mnist/export/model.onnx
+    export_torch("runs/cnn-fashion-mnist")    # .../export/model.safetensors + model.py
 
-Both read RUN_DIR/model (or a checkpoint given by name, such as RUN_DIR/best) and write each
-file atomically (`cnnlab.files.atomic_write`): a failed export leaves no file behind and an
-older file untouched.
+Both read a trained model as `cnnlab predict` does (RUN_DIR, a checkpoint such as RUN_DIR/best,
+or pretrained:NAME), check their options before reading it, and write each file atomically
+(`cnnlab.files.atomic_write`): a failed export leaves no file behind and an older file
+untouched. Unless told where, they write into RUN_DIR/export/ (named after the checkpoint:
+model.onnx, best.onnx, ...); a shipped model's folder is inside the installed package, so
+pretrained:NAME goes to ./cnnlab-export/NAME.onnx (or .safetensors) instead.
 """
 
 import json
@@ -13,73 +16,107 @@ from pathlib import Path
 
 import safetensors.numpy
 
-from cnnlab import __version__
-from cnnlab.checkpoint import load_checkpoint, model_from_arrays
+from cnnlab import __version__, pretrained
+from cnnlab.checkpoint import checkpoint_paths
 from cnnlab.files import atomic_write
-from cnnlab.interop.onnx_graph import DEFAULT_OPSET, onnx_model, pixel_preprocessing
+from cnnlab.interop.onnx_graph import (
+    DEFAULT_OPSET,
+    INSTALL_ONNX,
+    check_opset,
+    onnx_model,
+    pixel_preprocessing,
+)
+from cnnlab.interop.optional import require
 from cnnlab.interop.pytorch import torch_source
+from cnnlab.training.rundir import MODEL, export_dir
+from cnnlab.training.trained import load_trained
+
+PRETRAINED_EXPORT = Path("cnnlab-export")  # where pretrained:NAME is exported by default
 
 
 def read_run(path):
-    """(model in eval mode, metadata, arrays) of RUN_DIR/model, or of the checkpoint `path`
-    (with or without its suffix). Raises CheckpointError (one line) for a missing or damaged
-    checkpoint, ValueError for one that is not a trained model (no classes, preprocessing)."""
+    """(model in eval mode, metadata, statistics) of a trained model, read as `cnnlab predict`
+    reads it (cnnlab.training.load_trained): RUN_DIR, a checkpoint name such as RUN_DIR/best,
+    or pretrained:NAME. `statistics` are the arrays its inputs need besides the metadata: {}
+    for pixels, "features.mean" and "features.std" for hand-made features.
+
+    Raises CheckpointError (a ValueError, one line) for a missing, damaged or unfinished run
+    or a checkpoint that is not a trained model."""
+    model, metadata, inputs = load_trained(path)
+    return model, metadata, inputs.arrays()
+
+
+def default_out(path, suffix) -> Path:
+    """Where a model is exported unless told: RUN_DIR/export/model{suffix} for RUN_DIR,
+    RUN_DIR/export/best{suffix} for the checkpoint RUN_DIR/best, and
+    cnnlab-export/NAME{suffix} (in the working directory) for pretrained:NAME."""
+    if isinstance(path, str) and path.startswith(pretrained.PREFIX):
+        return PRETRAINED_EXPORT / (pretrained.path(path).name + suffix)
     path = Path(path)
-    name = path / "model" if path.is_dir() else path
-    arrays, metadata = load_checkpoint(name)
-    if not isinstance(metadata.get("preprocessing"), dict) or "classes" not in metadata:
-        raise ValueError(f"{path}: not a model trained by cnnlab train (its metadata has no "
-                         "classes and preprocessing)")
-    return model_from_arrays(arrays, metadata, name).eval(), metadata, arrays
+    if path.is_dir():
+        return export_dir(path) / (MODEL + suffix)
+    weights = Path(checkpoint_paths(path)[0])
+    return export_dir(weights.parent) / (weights.name.removesuffix(".safetensors") + suffix)
 
 
-def export_onnx(path, out, opset=DEFAULT_OPSET) -> Path:
+def _check_out(out, suffix, caller) -> None:
+    if out is not None and Path(out).suffix != suffix:
+        raise ValueError(f"{caller}: the file to write must end in {suffix}, got {out}")
+    if out is not None and Path(out).is_dir():
+        raise ValueError(f"{caller}: {out} is a directory; give the file to write")
+
+
+def export_onnx(path, out=None, opset=DEFAULT_OPSET) -> Path:
     """Write the run's model as an ONNX file: input "images" (N, C, H, W) float32 in [0, 1],
     the run's normalisation inside, output "logits" (N, K). See `onnx_model`.
 
     Args:
-        path: RUN_DIR, or a checkpoint name such as RUN_DIR/best.
-        out: the .onnx file to write (its folder is created).
+        path: RUN_DIR, a checkpoint name such as RUN_DIR/best, or pretrained:NAME.
+        out: the .onnx file to write (its folder is created). Default: `default_out`.
         opset: the ONNX operator set. Default: 17.
 
-    Returns `out` as a Path. Raises ValueError (one line) for a run on hand-made features,
-    which cnnlab computes outside the model; CheckpointError for a missing or damaged run.
+    Returns the path written. Raises MissingDependencyError (an ImportError) without the onnx
+    package; ValueError (one line) for a bad `out` or `opset`, a run on hand-made features
+    (which cnnlab computes outside the model); CheckpointError for a missing or damaged run.
     """
+    _check_out(out, ".onnx", "export_onnx")
+    check_opset(opset, require("onnx", "export_onnx", INSTALL_ONNX))
     model, metadata, _ = read_run(path)
     pixel_preprocessing(metadata, source=str(path))
     proto = onnx_model(model, metadata, opset=opset)
-    return atomic_write(out, proto.SerializeToString())
+    return atomic_write(out or default_out(path, ".onnx"), proto.SerializeToString())
 
 
-def export_torch(path, out) -> list[Path]:
-    """Write the run's weights for PyTorch and the lines that rebuild the module.
+def export_torch(path, out=None) -> list[Path]:
+    """Write the run's weights for PyTorch and the lines that rebuild the module. PyTorch
+    itself is not needed to write them.
 
     Args:
-        path: RUN_DIR, or a checkpoint name such as RUN_DIR/best.
+        path: RUN_DIR, a checkpoint name such as RUN_DIR/best, or pretrained:NAME.
         out: the weights file, NAME.safetensors: the model's state dict alone, PyTorch's keys,
             so `module.load_state_dict(safetensors.torch.load_file(out), strict=True)` loads.
+            Default: `default_out`.
 
     Writes, beside it, NAME.py: a script that builds the torch.nn module, loads the weights
     and says what the input is; and for a run on hand-made features, NAME.features.safetensors
     with the feature statistics ("features.mean", "features.std"), kept apart from the weights.
 
     Returns the paths written: [NAME.safetensors, NAME.py(, NAME.features.safetensors)].
+    Raises ValueError (one line) for a bad `out`; CheckpointError for a missing or damaged run.
     """
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"export_torch: the weights file must end in .safetensors, got {out}")
-    model, metadata, arrays = read_run(path)
+    _check_out(out, ".safetensors", "export_torch")
+    model, metadata, statistics = read_run(path)
+    out = Path(out or default_out(path, ".safetensors"))
     described = {"classes": json.dumps(metadata["classes"]), "cnnlab_version": __version__,
                  "model": json.dumps(metadata.get("model")),
                  "preprocessing": json.dumps(metadata["preprocessing"])}
-    written = [atomic_write(out, safetensors.numpy.save(model.state_dict(), described))]
-    extra = {key: arrays[key] for key in metadata.get("extra_arrays", ())}
-    features = out.with_name(out.stem + ".features.safetensors") if extra else None
-    comment = _input_comment(model, metadata, path, features)
-    written.append(atomic_write(out.with_suffix(".py"), comment + torch_source(model, out.name)))
+    features = out.with_name(out.stem + ".features.safetensors") if statistics else None
+    script = _input_comment(model, metadata, path, features) + torch_source(model, out.name)
+    files = {out: safetensors.numpy.save(model.state_dict(), described),
+             out.with_suffix(".py"): script}
     if features is not None:
-        written.append(atomic_write(features, safetensors.numpy.save(extra, described)))
-    return written
+        files[features] = safetensors.numpy.save(statistics, described)
+    return [atomic_write(file, content) for file, content in files.items()]  # all made first
 
 
 def _input_comment(model, metadata, path, features) -> str:

@@ -8,10 +8,16 @@ One table, CONVERTERS, maps each cnnlab layer type to its torch.nn twin and the 
 arguments both keep as attributes of the same names; Sequential containers are walked, and
 the weights cross once, as a state dict (the keys are PyTorch's on both sides). A layer type
 is one entry in the table. PyTorch is imported only when these functions are called.
+
+The vision transformer's two small layers that torch.nn lacks, PatchTokens (class token and
+positions) and SelectToken, have twins written here as PyTorch source (TORCH_CLASSES); the
+same text defines the classes `to_torch` uses and goes into the script `torch_source` writes.
 """
 
+import functools
 import inspect
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,14 +41,22 @@ class Converter:
             stride spelled out, bias as True or False).
         torch_defaults: arguments only PyTorch has, with the value the cnnlab layer implies;
             `from_torch` refuses a module where one differs (it would compute something else).
+        reader: module -> constructor arguments, for a layer whose attributes are not its
+            arguments (the same function reads the cnnlab layer and its twin); replaces
+            `arguments`.
+        defined_here: the twin is a class of TORCH_CLASSES, not of torch.nn.
     """
 
     torch_name: str
     arguments: tuple = ()
     torch_defaults: dict = field(default_factory=dict)
+    reader: Callable | None = None
+    defined_here: bool = False
 
     def read(self, module) -> dict:
         """The constructor arguments of `module` (a cnnlab layer or its torch twin)."""
+        if self.reader is not None:
+            return self.reader(module)
         return {name: _argument(module, name) for name in self.arguments}
 
 
@@ -55,6 +69,29 @@ def _argument(module, name):
     if name in ("kernel_size", "padding"):
         return pair(value, label)
     return value
+
+
+def _attention_arguments(module) -> dict:
+    """MultiheadAttention's arguments; its bias lives in in_proj_bias on both sides."""
+    return {"embed_dim": module.embed_dim, "num_heads": module.num_heads,
+            "dropout": module.dropout, "bias": module.in_proj_bias is not None,
+            "batch_first": module.batch_first}
+
+
+def _encoder_layer_arguments(module) -> dict:
+    """TransformerEncoderLayer's arguments, read from its sublayers (torch keeps few)."""
+    activation = module.activation
+    if not isinstance(activation, str):  # torch: a function or module, and a code for it
+        activation = {1: "relu", 2: "gelu"}.get(getattr(module, "activation_relu_or_gelu", 0))
+    if activation is None:
+        raise ValueError(f"from_torch: TransformerEncoderLayer with activation "
+                         f"{module.activation!r} is not supported (cnnlab's has relu or gelu)")
+    attention = module.self_attn
+    return {"d_model": attention.embed_dim, "nhead": attention.num_heads,
+            "dim_feedforward": module.linear1.out_features, "dropout": module.dropout.p,
+            "activation": activation, "layer_norm_eps": module.norm1.eps,
+            "batch_first": attention.batch_first, "norm_first": module.norm_first,
+            "bias": module.linear1.bias is not None}
 
 
 _POOL = ("kernel_size", "stride", "padding")
@@ -82,9 +119,65 @@ CONVERTERS = {
     nn.Dropout: Converter("Dropout", ("p",)),
     nn.BatchNorm1d: Converter("BatchNorm1d", _BATCH_NORM),
     nn.BatchNorm2d: Converter("BatchNorm2d", _BATCH_NORM),
+    nn.LayerNorm: Converter("LayerNorm", ("normalized_shape", "eps", "elementwise_affine", "bias")),
+    nn.GELU: Converter("GELU", ("approximate",)),
+    nn.MultiheadAttention: Converter(
+        "MultiheadAttention", reader=_attention_arguments,
+        torch_defaults={"_qkv_same_embed_dim": True, "bias_k": None, "add_zero_attn": False},
+    ),
+    nn.TransformerEncoderLayer: Converter("TransformerEncoderLayer",
+                                          reader=_encoder_layer_arguments),
+    nn.PatchTokens: Converter("PatchTokens", ("num_patches", "embed_dim"), defined_here=True),
+    nn.SelectToken: Converter("SelectToken", ("index",), defined_here=True),
+}
+
+# The twins of the layers torch.nn lacks, as the lines of PyTorch that define them.
+TORCH_CLASSES = {
+    "PatchTokens": '''\
+class PatchTokens(torch.nn.Module):
+    """cnnlab's PatchTokens: (N, D, H', W') patch embeddings -> (N, 1 + H'W', D) tokens,
+    a learned class token in front, learned positions added."""
+
+    def __init__(self, num_patches, embed_dim):
+        super().__init__()
+        self.num_patches, self.embed_dim = num_patches, embed_dim
+        self.class_token = torch.nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embedding = torch.nn.Parameter(torch.zeros(1, 1 + num_patches, embed_dim))
+
+    def forward(self, x):
+        patches = x.flatten(2).transpose(1, 2)
+        class_tokens = self.class_token.expand(x.shape[0], -1, -1)
+        return torch.cat([class_tokens, patches], dim=1) + self.pos_embedding
+''',
+    "SelectToken": '''\
+class SelectToken(torch.nn.Module):
+    """cnnlab's SelectToken: (N, T, D) -> (N, D), the token at `index` (the class token)."""
+
+    def __init__(self, index=0):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[:, self.index]
+''',
 }
 _BY_TORCH_NAME = {converter.torch_name: (kind, converter)
                   for kind, converter in CONVERTERS.items()}
+
+
+@functools.cache
+def _classes_defined_here(torch) -> dict:
+    """TORCH_CLASSES's source run once: their names -> the torch.nn.Module subclasses."""
+    namespace = {"torch": torch, "__name__": __name__}
+    for source in TORCH_CLASSES.values():
+        exec(source, namespace)  # noqa: S102 - this module's own constant text
+    return {name: namespace[name] for name in TORCH_CLASSES}
+
+
+def _torch_class(converter, torch):
+    if converter.defined_here:
+        return _classes_defined_here(torch)[converter.torch_name]
+    return getattr(torch.nn, converter.torch_name)
 
 
 def _converter(model):
@@ -135,7 +228,7 @@ def _torch_structure(model, torch):
         return torch.nn.Sequential(OrderedDict(
             (name, _torch_structure(child, torch)) for name, child in model.named_children()))
     converter = _converter(model)
-    return getattr(torch.nn, converter.torch_name)(**converter.read(model))
+    return _torch_class(converter, torch)(**converter.read(model))
 
 
 def _float_dtype(parameters):
@@ -158,7 +251,11 @@ def torch_source(model, weights_file=None) -> str:
                     "from safetensors.torch import load_file"]
     else:
         imports += [""] * named + ["import torch"]
-    lines = [*imports, "", f"model = {_expression(model, '')}"]
+    defined = sorted({_converter(module).torch_name for module in model.modules()
+                      if not isinstance(module, nn.Sequential)
+                      and _converter(module).defined_here})
+    classes = ["", "", *"\n\n".join(TORCH_CLASSES[name] for name in defined).splitlines(), ""]
+    lines = [*imports, *(classes if defined else []), "", f"model = {_expression(model, '')}"]
     if weights_file is not None:
         lines += [f"weights = load_file(Path(__file__).with_name({str(weights_file)!r}))",
                   "model.load_state_dict(weights, strict=True)"]
@@ -170,7 +267,8 @@ def _expression(model, indent):
     if not isinstance(model, nn.Sequential):
         converter = _converter(model)
         arguments = ", ".join(f"{name}={value!r}" for name, value in _non_defaults(model).items())
-        return f"torch.nn.{converter.torch_name}({arguments})"
+        prefix = "" if converter.defined_here else "torch.nn."
+        return f"{prefix}{converter.torch_name}({arguments})"
     inner = indent + "    "
     children = list(model.named_children())
     if _indexed(model):
@@ -231,14 +329,17 @@ def _cnnlab_structure(module, torch):
             (name, _cnnlab_structure(child, torch)) for name, child in module.named_children()))
     name = type(module).__name__
     kind, converter = _BY_TORCH_NAME.get(name, (None, None))
-    if converter is None or type(module) is not getattr(torch.nn, name, None):
+    # a twin defined here is recognised by its name, so the exported script's classes pass
+    if converter is None or not converter.defined_here and (
+            type(module) is not getattr(torch.nn, name, None)):
         known = ", ".join(sorted(_BY_TORCH_NAME))
         raise ValueError(f"from_torch: cnnlab has no counterpart for {type(module).__qualname__}; "
                          f"it converts torch.nn Sequential, {known}")
     for argument, default in converter.torch_defaults.items():
         value = getattr(module, argument)
         if not _is_default(value, default):
-            raise ValueError(f"from_torch: {name} with {argument}={value!r} is not supported "
+            value = "a tensor" if isinstance(value, torch.Tensor) else repr(value)
+            raise ValueError(f"from_torch: {name} with {argument}={value} is not supported "
                              f"(cnnlab's {kind.__name__} computes {argument}={default!r})")
     return kind(**converter.read(module))
 

@@ -278,15 +278,26 @@ def _check_scores_and_target(op, scores, target, reduction):
     return target
 
 
-def cross_entropy(logits, target, reduction="mean"):
+def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     """Softmax cross-entropy loss: mean over the batch of -log softmax(logits)[i, target_i].
 
     logits: (N, C) raw class scores (not probabilities); target: (N,) int class ids in [0, C).
     reduction: "mean" (default), "sum" or "none" (-> (N,)).
+    label_smoothing: e in [0, 1]: the target is 1 - e on the true class plus e / C on every
+        class, as PyTorch's. Default: 0.0.
     """
     logits = _as_tensor(logits)
     target = _check_scores_and_target("cross_entropy", logits, target, reduction)
-    return Tensor._make(loss.SoftmaxCrossEntropy, logits, target=target, reduction=reduction)
+    smoothing = check_label_smoothing("cross_entropy", label_smoothing)
+    return Tensor._make(loss.SoftmaxCrossEntropy, logits, target=target, reduction=reduction,
+                        label_smoothing=smoothing)
+
+
+def check_label_smoothing(op, value):
+    """`value` as a float in [0, 1], else ValueError naming `op`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{op}: label_smoothing must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def multiclass_hinge_loss(scores, target, margin=1.0, reduction="mean"):

@@ -65,6 +65,8 @@ class CrossEntropyLoss(_ScoreLoss):
     Args:
         reduction: "mean" over the batch, "sum", or "none" (one loss per example).
             Default: "mean".
+        label_smoothing: e in [0, 1]; the target is 1 - e on the true class plus e / C on
+            every class, as PyTorch's. Default: 0.0.
 
     Shape:
         Input: scores (N, C), the logits (not probabilities). Target: (N,) int class ids in
@@ -73,12 +75,20 @@ class CrossEntropyLoss(_ScoreLoss):
     Warns once if every row of the input is non-negative and sums to 1 (probabilities).
     """
 
-    def __init__(self, reduction="mean"):
+    def __init__(self, reduction="mean", label_smoothing=0.0):
         super().__init__(reduction)
+        self.label_smoothing = F.check_label_smoothing("CrossEntropyLoss", label_smoothing)
 
     def forward(self, scores, target):
         self._check_scores(scores)
-        return F.cross_entropy(scores, target, reduction=self.reduction)
+        return F.cross_entropy(scores, target, reduction=self.reduction,
+                               label_smoothing=self.label_smoothing)
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        if self.label_smoothing:
+            text += (", " if text else "") + f"label_smoothing={self.label_smoothing}"
+        return text
 
 
 class MultiClassHingeLoss(_ScoreLoss):

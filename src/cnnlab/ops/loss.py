@@ -115,26 +115,36 @@ def _row_sums(rows):
 
 
 class SoftmaxCrossEntropy(Function):
-    """Cross-entropy of softmax(logits) against integer targets.
+    """Cross-entropy of softmax(logits) against integer targets, optionally label-smoothed.
 
     logits: (N, C); target: (N,) ints in [0, C) -> scalar ("mean", "sum") or (N,) ("none").
-    loss_i = log(sum_j exp(s_ij)) - s_i,y_i
+    With label_smoothing e, the target distribution q is 1 - e on the true class plus e / C on
+    every class (PyTorch's label_smoothing):
+    loss_i = -sum_j q_ij log p_ij = (1 - e) (lse_i - s_i,y_i) + e / C sum_j (lse_i - s_ij),
+    lse_i = log(sum_j exp(s_ij)); e = 0 is the plain loss. grad_s = p - q.
     """
 
-    def forward(self, logits, *, target, reduction):
-        count = logits.shape[0]
+    def forward(self, logits, *, target, reduction, label_smoothing=0.0):
+        count, classes = logits.shape
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
         sum_exp = exp.sum(axis=1, keepdims=True)
         rows = np.arange(count)
-        losses = np.log(sum_exp[:, 0]) - shifted[rows, target]
+        log_sum = np.log(sum_exp[:, 0])
+        losses = log_sum - shifted[rows, target]
+        if label_smoothing:
+            uniform = log_sum - shifted.mean(axis=1)  # -(1 / C) sum_j log p_ij
+            losses = (1 - label_smoothing) * losses + label_smoothing * uniform
         self.probs, self.target, self.reduction = exp / sum_exp, target, reduction
+        self.smoothing, self.classes = label_smoothing, classes
         return _reduce(losses, reduction)
 
     def backward(self, grad_output):
         count = self.probs.shape[0]
         grad = self.probs.copy()
-        grad[np.arange(count), self.target] -= 1
+        if self.smoothing:
+            grad -= self.smoothing / self.classes
+        grad[np.arange(count), self.target] -= 1 - self.smoothing
         grad *= _upstream(grad_output, count, self.reduction)
         return (grad,)
 

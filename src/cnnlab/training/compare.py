@@ -1,8 +1,9 @@
-"""The lecture's comparison: raw pixels, hand-designed features, an MLP and a CNN on one dataset.
+"""The lecture's comparison: raw pixels, hand-designed features, an MLP, a CNN and a vision
+transformer on one dataset.
 
     rows = compare("fashion-mnist", out_dir="runs/compare")
 
-trains four classifiers on the same training, validation and test images (the trainer's seeded
+trains five classifiers on the same training, validation and test images (the trainer's seeded
 split) and writes OUT_DIR/comparison.md (a Markdown table) and OUT_DIR/comparison.png (test
 accuracy and training time as bars):
 
@@ -11,6 +12,8 @@ accuracy and training time as bars):
                       (cnnlab train --model linear --features hog,color)
     mlp               cnnlab train --model mlp
     cnn               cnnlab train --model cnn
+    vit               cnnlab train --model vit (the longest by far: an hour and more on two
+                      cores; --models without it for a quick comparison)
 
 Each is an ordinary run of `cnnlab.training.train`, in OUT_DIR/<name> with its curves and confusion
 matrix, so `cnnlab evaluate` and `cnnlab predict` work on every one of them.
@@ -32,6 +35,7 @@ RUNS = {
     "features-linear": ("linear", ["hog", "color"]),
     "mlp": ("mlp", None),
     "cnn": ("cnn", None),
+    "vit": ("vit", None),
 }
 MODELS = tuple(RUNS)
 # Published reference points, shown beside the table and as a line on the chart.
@@ -83,7 +87,7 @@ def compare(
         data_dir: the only place to look for the dataset (see cnnlab.data.load_dataset).
         limit_train: train on the first N training images only. Default: all.
         epochs: epochs for every model. Default: each model's trainer default (linear 20,
-            mlp 20, cnn 10; features-linear as linear).
+            mlp 20, cnn 10, vit MODEL_DEFAULTS["vit"].epochs; features-linear as linear).
         seed: seeds the split, the initialisations and the batch order. Default: 0.
         out_dir: where the runs, comparison.md and comparison.png go.
         models: a subset of MODELS, in the order to train and show them.

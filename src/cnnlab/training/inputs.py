@@ -6,20 +6,24 @@
     x = inputs.transform(pixels)                       # (N, C, H, W) uint8 -> model inputs
 
 Both kinds are fitted on the training split alone, save their statistics with the model
-(`preprocessing()` into the JSON metadata, `arrays()` into the safetensors file) and are rebuilt
-from them by `inputs_from_checkpoint`, so evaluate and predict prepare new images exactly as
-training did. A loader over features computes them once, when it is made, as an (N, D) float32
-matrix; its batches are drawn from the matrix in the same seeded order as images would be, so
-a resumed run sees the same batches.
+(`preprocessing()` into its JSON metadata; the features' `arrays()` by `save_statistics` into
+their own checkpoint, RUN_DIR/features, apart from the weights) and are rebuilt from them by
+`inputs_from_checkpoint`, so evaluate and predict prepare new images exactly as training did.
+A loader over features computes them once, when it is made, as an (N, D) float32 matrix; its
+batches are drawn from the matrix in the same seeded order as images would be, so a resumed
+run sees the same batches.
 """
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
+from cnnlab.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.data import DataLoader, ImageDataset, channel_stats
 from cnnlab.errors import CheckpointError
 from cnnlab.features import FeaturePipeline
+from cnnlab.training.rundir import FEATURES_FORMAT, features_path
 
 FEATURE_ARRAYS = ("features.mean", "features.std")  # their keys in a checkpoint
 
@@ -46,16 +50,25 @@ def fit_inputs(train_set: ImageDataset, features=None):
     return FeatureInputs(train_set.image_shape, pipeline.fit(train_set.images))
 
 
-def inputs_from_checkpoint(preprocessing: dict, arrays: dict):
-    """The inputs a model was trained with, from its metadata's "preprocessing" and the arrays
-    of its checkpoint (for features: "features.mean" and "features.std").
+def inputs_from_checkpoint(preprocessing: dict, arrays: dict, folder=None):
+    """The inputs a model was trained with, from its metadata's "preprocessing" and, for
+    features, their statistics "features.mean" and "features.std".
+
+    Args:
+        preprocessing: the checkpoint's metadata's "preprocessing".
+        arrays: the checkpoint's arrays. A training state (RUN_DIR/last) holds the statistics,
+            and so do models saved before the statistics had a checkpoint of their own.
+        folder: the checkpoint's folder. When given and `arrays` lacks the statistics, they
+            are read from the folder's features checkpoint (see `save_statistics`).
 
     Raises:
-        CheckpointError when the feature statistics are missing or do not fit.
+        CheckpointError when the feature statistics are missing, damaged or do not fit.
     """
     image_shape = (preprocessing["channels"], *preprocessing["input_size"])
     if "features" not in preprocessing:
         return PixelInputs(image_shape, preprocessing["mean"], preprocessing["std"])
+    if folder is not None and not set(FEATURE_ARRAYS) <= set(arrays):
+        arrays, _ = load_checkpoint(features_path(folder))
     missing = [key for key in FEATURE_ARRAYS if key not in arrays]
     if missing:
         raise CheckpointError(f"the checkpoint lacks the feature statistics {missing}")
@@ -102,6 +115,9 @@ class PixelInputs:
     def arrays(self) -> dict:
         return {}
 
+    def save_statistics(self, folder) -> None:
+        """Nothing to write: the mean and std are in `preprocessing()`."""
+
 
 class FeatureInputs:
     """Hand-designed features of the images, standardised with the training statistics.
@@ -142,6 +158,12 @@ class FeatureInputs:
         """The pipeline's statistics, (D,) float64 each, under FEATURE_ARRAYS."""
         state = self.pipeline.state_dict()
         return {key: state[key.removeprefix("features.")] for key in FEATURE_ARRAYS}
+
+    def save_statistics(self, folder) -> Path:
+        """Write `arrays()` as the checkpoint FOLDER/features (features.safetensors and .json,
+        with `preprocessing()`), apart from the model's weights; returns the .safetensors."""
+        metadata = {"format": FEATURES_FORMAT, "preprocessing": self.preprocessing()}
+        return Path(save_checkpoint(features_path(folder), self.arrays(), metadata)[0])
 
 
 @dataclasses.dataclass

@@ -59,13 +59,24 @@ def make_optimizer(config: TrainConfig, parameters):
 
 def make_scheduler(config: TrainConfig, optimizer, epochs=None):
     """The learning-rate schedule over `epochs` (default: config.epochs), stepped once per
-    epoch: cosine to zero, a tenth every third of the epochs, linear down to 1%, or constant."""
+    epoch: cosine to zero, a tenth every third of the epochs, linear down to 1%, or constant;
+    after `config.warmup_epochs` W epochs (at most epochs - 1) of linear warm-up, lr / (W + 1),
+    2 lr / (W + 1), ..., W lr / (W + 1), when the schedule takes over for the other epochs."""
     epochs = config.epochs if epochs is None else epochs
-    if config.schedule == "cosine":
+    warmup = min(config.warmup_epochs or 0, epochs - 1)
+    if warmup == 0:
+        return _main_schedule(config.schedule, optimizer, epochs)
+    ramp = lr_scheduler.LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
+    rest = _main_schedule(config.schedule, optimizer, epochs - warmup)
+    return lr_scheduler.SequentialLR(optimizer, [ramp, rest], milestones=[warmup])
+
+
+def _main_schedule(schedule: str, optimizer, epochs: int):
+    if schedule == "cosine":
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    if config.schedule == "step":
+    if schedule == "step":
         return lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
-    end = 0.01 if config.schedule == "linear" else 1.0
+    end = 0.01 if schedule == "linear" else 1.0
     return lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=end, total_iters=epochs)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cnnlab.checkpoint import checkpoint_paths
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.progress import ProgressRecorder
 from cnnlab.training.recipes import prepare_data
 from cnnlab.training.rundir import (
     holds_run,
@@ -55,7 +56,7 @@ def _train(config, resume, progress, log, interrupt_after_steps, overwrite) -> d
         f"{len(test_set)} test images of shape {train_set.image_shape}")
     started = time.perf_counter()  # feature extraction counts as training time
     trainer = Trainer(config, train_set, val_set, progress=progress, log=log,
-                      interrupt_after_steps=interrupt_after_steps)
+                      on_step=ProgressRecorder(), interrupt_after_steps=interrupt_after_steps)
     if resume:
         trainer.load_state(*read_train_state(trainer.run_dir))  # logs where it resumes
     else:

@@ -4,10 +4,18 @@
                                     (input size, channels, mean and std, or the feature
                                     pipeline), epoch, metrics
     best.safetensors, best.json     the weights of the epoch with the best validation accuracy
+    features.safetensors, .json     a run on hand-made features: the statistics that
+                                    standardise them ("features.mean", "features.std"), for
+                                    model and best alike, apart from the weights (so PyTorch
+                                    loads model.safetensors with strict=True; runs saved
+                                    before kept them inside model.safetensors, still read)
     last.safetensors, last.json     everything needed to resume: model, optimiser, schedule,
                                     loader position, random generator, history
     metrics.jsonl                   one JSON object per finished epoch
+    progress.jsonl                  a few points per epoch while it trains (for watching it)
+    first_layer.safetensors, .json  the first layer's weights after each epoch
     curves.png, confusion.png       loss/accuracy curves and the test confusion matrix
+    export/                         `cnnlab export`'s files (model.onnx, model.safetensors, ...)
     .lock                           locked by the process training the run, which wrote its
                                     PID there (an OS lock: it dies with its process); a
                                     RUN_DIR holding nothing else holds no run
@@ -29,9 +37,14 @@ from cnnlab.files import atomic_write
 
 STATE_FORMAT = "cnnlab-train-state/1"
 MODEL_FORMAT = "cnnlab-model/1"
+FEATURES_FORMAT = "cnnlab-features/1"
 MODEL, BEST, LAST = "model", "best", "last"  # checkpoints, each .safetensors and .json
+FEATURES = "features"  # a checkpoint too
+EXPORT = "export"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
+PROGRESS = "progress.jsonl"
+FIRST_LAYER = "first_layer"  # a checkpoint: one array per finished epoch
 CURVES, CONFUSION = "curves.png", "confusion.png"
 
 
@@ -50,8 +63,28 @@ def state_path(run_dir) -> Path:
     return Path(run_dir) / LAST
 
 
+def features_path(run_dir) -> Path:
+    """RUN_DIR/features: a features run's input statistics, beside its model checkpoints."""
+    return Path(run_dir) / FEATURES
+
+
+def export_dir(run_dir) -> Path:
+    """RUN_DIR/export: where `cnnlab export` writes unless told otherwise."""
+    return Path(run_dir) / EXPORT
+
+
 def metrics_path(run_dir) -> Path:
     return Path(run_dir) / METRICS
+
+
+def progress_path(run_dir) -> Path:
+    """RUN_DIR/progress.jsonl: the points recorded during the epochs (see training.progress)."""
+    return Path(run_dir) / PROGRESS
+
+
+def first_layer_path(run_dir) -> Path:
+    """RUN_DIR/first_layer: the first layer's weights after each epoch (a checkpoint)."""
+    return Path(run_dir) / FIRST_LAYER
 
 
 def plot_paths(run_dir) -> tuple[Path, Path]:
@@ -73,6 +106,15 @@ def is_finished(run_dir) -> bool:
     return _metadata_file(model_path(run_dir)).exists()
 
 
+def changing_files(run_dir) -> dict[str, Path]:
+    """The files a run rewrites as it moves on, by role: "progress" (its points), "metrics"
+    (its epochs), "state" and "model" (the metadata of RUN_DIR/last and RUN_DIR/model); a
+    watcher compares their modification times."""
+    return {"progress": progress_path(run_dir), "metrics": metrics_path(run_dir),
+            "state": _metadata_file(state_path(run_dir)),
+            "model": _metadata_file(model_path(run_dir))}
+
+
 def write_metrics(run_dir, history: list[dict]) -> Path:
     """metrics.jsonl: one JSON object per finished epoch, rewritten whole (atomically)."""
     text = "".join(json.dumps(record) + "\n" for record in history)
@@ -81,7 +123,22 @@ def write_metrics(run_dir, history: list[dict]) -> Path:
 
 def read_metrics(run_dir) -> list[dict]:
     """The records of metrics.jsonl, one per finished epoch."""
-    path = metrics_path(run_dir)
+    return _read_json_lines(metrics_path(run_dir))
+
+
+def write_progress(run_dir, points: list[dict]) -> Path:
+    """progress.jsonl: one JSON object per point, rewritten whole (atomically)."""
+    text = "".join(json.dumps(point) + "\n" for point in points)
+    return atomic_write(progress_path(run_dir), text)
+
+
+def read_progress(run_dir) -> list[dict]:
+    """The points of progress.jsonl; [] when the run has recorded none."""
+    path = progress_path(run_dir)
+    return _read_json_lines(path) if path.exists() else []
+
+
+def _read_json_lines(path: Path) -> list[dict]:
     try:
         lines = path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
@@ -180,9 +237,9 @@ def start_run_dir(run_dir) -> Path:
     """Create RUN_DIR for a fresh run, removing a previous run's files from it (only those)."""
     run_dir = _checked_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stem in (MODEL, BEST, LAST):
+    for stem in (MODEL, BEST, LAST, FEATURES, FIRST_LAYER):
         for path in checkpoint_paths(run_dir / stem):
             Path(path).unlink(missing_ok=True)
-    for path in (metrics_path(run_dir), *plot_paths(run_dir)):
+    for path in (metrics_path(run_dir), progress_path(run_dir), *plot_paths(run_dir)):
         path.unlink(missing_ok=True)
     return run_dir

@@ -84,7 +84,7 @@ def load_trained(path) -> Trained:
     if state:
         metadata = _model_metadata_of_state(metadata)
     try:
-        inputs = inputs_from_checkpoint(metadata["preprocessing"], arrays)
+        inputs = inputs_from_checkpoint(metadata["preprocessing"], arrays, path.parent)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
     return Trained(model.eval(), metadata, inputs)
@@ -114,29 +114,37 @@ def _model_metadata_of_state(state: dict) -> dict:
 
 # ----- evaluate, predict, plot -------------------------------------------------------------
 def evaluate_run(path, dataset=None, data_dir=None, download=False, split="test",
-                 progress=False) -> dict:
-    """Loss and accuracy of a trained model on a dataset's test set (or the run's validation
-    split), preprocessed as in training.
+                 progress=False, top_k=None) -> dict:
+    """Loss and accuracy, per-class precision, recall and F1, and top-k accuracies of a
+    trained model on a dataset's test set (or the run's validation split), preprocessed as in
+    training.
 
     Args:
         path: RUN_DIR or a model checkpoint (see `load_trained_model`).
         dataset: a dataset spec. Default: the one the model was trained on.
         split: "test" or "val" (the run's own seeded validation split).
+        top_k: the ks of top-k accuracy, each in [1, K]. Default: those of 1, 3, 5 up to K.
 
     Returns:
-        `evaluate`'s dict plus model, dataset and split.
+        `evaluate`'s dict, with per_class, macro and top_k_accuracy (see
+        `classification_report`), plus model, dataset and split.
     """
     model, metadata, inputs = load_trained(path)
+    count = len(metadata["classes"])
+    top_k = [k for k in (1, 3, 5) if k <= count] if top_k is None else list(top_k)
+    for k in top_k:
+        check_number("--top-k", k, integer=True, minimum=1, maximum=count)
     spec = dataset or metadata["dataset"]
-    data = _load_matching(metadata, spec, data_dir, download, split)
+    data = load_split(metadata, spec, data_dir, download, split)
     loader = inputs.loader(data, EVAL_BATCH_SIZE)
     loss = loss_function(metadata["loss"], metadata["training"].get("margin", 1.0))
-    result = evaluate(model, loader, loss, metadata["classes"], progress, "evaluate")
+    result = evaluate(model, loader, loss, metadata["classes"], progress, "evaluate", top_k)
     return {"model": str(path), "dataset": spec, "split": split, **result}
 
 
-def _load_matching(metadata, spec, data_dir, download, split):
-    """The `split` of dataset `spec`, checked against the model's input shape and classes."""
+def load_split(metadata, spec, data_dir=None, download=False, split="test"):
+    """The `split` ("test", or "val": the run's own seeded validation split) of dataset `spec`,
+    checked against the model's input shape and classes (its metadata)."""
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     prep = metadata["preprocessing"]
@@ -179,28 +187,73 @@ def predict(path, images, top_k=3, invert=False) -> list[dict]:
         DatasetError naming a file that is not a readable image; CheckpointError.
     """
     check_number("--top-k", top_k, integer=True, minimum=1)
-    model, metadata, inputs = load_trained(path)
-    prep, classes = metadata["preprocessing"], metadata["classes"]
+    trained = load_trained(path)
+    pixels = read_images(trained, images, invert)
+    return [{"image": str(image), "predictions": ranked} for image, ranked in
+            zip(images, rank_classes(trained, pixels, top_k), strict=True)]
+
+
+def rank_classes(trained: Trained, pixels, top_k=None) -> list[list[dict]]:
+    """The classes of each image, most probable first, as `predict` gives them.
+
+    Args:
+        trained: see `load_trained`.
+        pixels: (N, C, H, W) uint8 images of the model's input size and channels.
+        top_k: how many classes per image. Default: all.
+
+    Returns:
+        per image, a list of {"class", "index", "probability"} in decreasing probability.
+    """
+    classes = trained.metadata["classes"]
+    with no_grad():
+        probabilities = F.softmax(trained.model(Tensor(trained.inputs.transform(pixels))),
+                                  dim=1).data
+    results = []
+    for row in probabilities:
+        order = np.argsort(-row, kind="stable")[:top_k]
+        results.append([{"class": classes[k], "index": int(k), "probability": float(row[k])}
+                        for k in order])
+    return results
+
+
+def prepare_images(trained, images, invert=False):
+    """Image files as `predict` feeds them to a trained model: `read_images`, transformed.
+
+    Args:
+        trained: a `Trained` (see `load_trained`).
+        images: paths of image files (any format Pillow reads, any size or colour mode).
+        invert: feed 255 - pixel (a dark object drawn on white, for a model trained on light
+            objects on a dark background). A grey model trained on dark images warns about
+            images with a light background (see `light_background`).
+
+    Returns:
+        (pixels, x): pixels (N, C, H, W) uint8, resized and converted to the model's input
+        size and channels (inverted if asked); x the model's input,
+        `trained.inputs.transform(pixels)`.
+
+    Raises:
+        DatasetError naming a file that is not a readable image.
+    """
+    pixels = read_images(trained, images, invert)
+    return pixels, trained.inputs.transform(pixels)
+
+
+def read_images(trained, images, invert=False) -> np.ndarray:
+    """Image files as (N, C, H, W) uint8 pixels of the model's input size and channels
+    (inverted if asked), with the light-background warning of `prepare_images`."""
+    prep = trained.metadata["preprocessing"]
     pixels = np.stack([load_image(image, size=tuple(prep["input_size"]),
                                   channels=prep["channels"]) for image in images])
     if invert:
         pixels = 255 - pixels
-    if expects_dark_background(metadata):
+    if expects_dark_background(trained.metadata):
         light = [str(image) for image, flag in zip(images, light_background(pixels),
                                                    strict=True) if flag]
         if light:
             warnings.warn(f"{', '.join(light)}: a light background, but the model was trained "
                           "on light objects on a dark background, so its prediction is likely "
-                          "wrong; try --invert", stacklevel=2)
-    x = inputs.transform(pixels)
-    with no_grad():
-        probabilities = F.softmax(model(Tensor(x)), dim=1).data
-    results = []
-    for image, row in zip(images, probabilities, strict=True):
-        order = np.argsort(-row, kind="stable")[:top_k]
-        results.append({"image": str(image), "predictions": [
-            {"class": classes[k], "index": int(k), "probability": float(row[k])} for k in order]})
-    return results
+                          "wrong; try --invert", stacklevel=4)
+    return pixels
 
 
 def expects_dark_background(metadata) -> bool:
@@ -222,6 +275,16 @@ def light_background(pixels) -> np.ndarray:
     border[1:-1, 1:-1] = False
     border_mean = pixels[..., border].mean(axis=(1, 2))
     return (border_mean > 127) & (border_mean > pixels.mean(axis=(1, 2, 3)))
+
+
+def predict_classes(trained: Trained, dataset) -> np.ndarray:
+    """The most probable class of every image of `dataset` (an ImageDataset of the model's
+    image shape), in batches of EVAL_BATCH_SIZE as `evaluate` runs them: (N,) int64."""
+    loader = trained.inputs.loader(dataset, EVAL_BATCH_SIZE)
+    with no_grad():
+        batches = [trained.model(Tensor(loader.batch(0, index)[0])).data.argmax(axis=1)
+                   for index in range(len(loader))]
+    return np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
 
 
 def write_plots(run_dir) -> list[Path]:

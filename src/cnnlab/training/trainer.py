@@ -80,7 +80,8 @@ class Trainer:
     """Trains a model from `config` on `train_set`, evaluating on `val_set` after every epoch.
 
     Each epoch: one pass over the shuffled (and, with `config.augment`, augmented) training
-    set, one optimiser step per batch; then the validation loss, accuracy, per-class accuracy
+    set, one optimiser step per batch (on the loss with `config.label_smoothing`, which the
+    epoch's train loss reports); then the validation loss (plain), accuracy, per-class accuracy
     and confusion matrix; then one schedule step. After it the trainer appends a record to
     `history` and metrics.jsonl, saves RUN_DIR/last (resumable state) and, when the validation
     accuracy improved, RUN_DIR/best. With `config.patience`, it stops after that many epochs
@@ -123,7 +124,9 @@ class Trainer:
             input_size=(height, width),
             generator=np.random.default_rng(derived_seed(config.seed, "init")))
         rng.manual_seed(derived_seed(config.seed, "dropout"))  # the default generator's state
-        self.loss = loss_function(MODELS[config.model].loss, config.margin)
+        kind = MODELS[config.model].loss  # training's loss has the label smoothing
+        self.loss = loss_function(kind, config.margin, config.label_smoothing or 0.0)
+        self.eval_loss = loss_function(kind, config.margin)
         self.optimizer = make_optimizer(config, self.model.parameters())
         self.scheduler = make_scheduler(config, self.optimizer)
         self.schedule = [0, config.epochs]  # the epochs [start, end) the scheduler spans
@@ -162,14 +165,15 @@ class Trainer:
     def evaluate(self, dataset, description="evaluate") -> dict:
         """`evaluate`'s metrics of the current model on `dataset`, preprocessed as in training."""
         loader = self.inputs.loader(dataset, EVAL_BATCH_SIZE)
-        return evaluate(self.model, loader, self.loss, self.classes, self.progress, description)
+        return evaluate(self.model, loader, self.eval_loss, self.classes, self.progress,
+                        description)
 
     def _run_epoch(self) -> None:
         epoch, total = self.epoch, self.config.epochs
         lr = float(self.optimizer.param_groups[0]["lr"])
         self._train_epoch(epoch)
         started = time.perf_counter()
-        val = evaluate(self.model, self.val_loader, self.loss, self.classes, self.progress,
+        val = evaluate(self.model, self.val_loader, self.eval_loss, self.classes, self.progress,
                        "validate")
         partial = self.partial
         improved = self.best["val_accuracy"] is None or val["accuracy"] > self.best["val_accuracy"]
@@ -303,8 +307,9 @@ class Trainer:
         }
 
     def save_model(self, path, metrics=None) -> Path:
-        """The model alone (path.safetensors + path.json), for evaluate and predict."""
-        save_model(path, self.model, self.model_metadata(metrics), self.inputs.arrays())
+        """The model (path.safetensors, .json) and any input statistics beside it (rundir)."""
+        self.inputs.save_statistics(Path(path).parent)  # first: no model without them
+        save_model(path, self.model, self.model_metadata(metrics))
         return Path(path)
 
     def save_state(self) -> Path:
