@@ -2,6 +2,7 @@
 
     python benchmarks/bench_networks.py [--quick] [--rounds 7] [--batch-size 128]
                                         [--networks fmnist-cnn cifar-cnn fmnist-vit]
+                                        [--layers [--cpu-time]]
 
 For fmnist-cnn (1 x 28 x 28), cifar-cnn (3 x 32 x 32) and fmnist-vit (cnnlab's default vision
 transformer, `build_model("vit")`: 4 x 4 patches, 50 tokens of 64 features, 6 pre-norm encoder
@@ -23,6 +24,9 @@ prints. The machine line ends with the load average before and after: above the 
 other processes took turns with the workers, and every multi-threaded call of either library
 may have waited for a scheduler time slice (OpenBLAS, with one meeting of its threads per
 product, lost 3-10x then; PyTorch about 2-5x).
+
+With --layers it prints instead, per network, each layer's forward and backward time in a
+training step and the step's peak memory (benchmarks/layers.py, which says how).
 """
 
 import argparse
@@ -280,12 +284,12 @@ def worker(library, connection):
 class Workers:
     """One spawned worker process per library, asked in turn."""
 
-    def __init__(self):
+    def __init__(self, target=worker):
         context = multiprocessing.get_context("spawn")
         self.connections, self.processes = {}, []
         for library in LIBRARIES:
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=worker, args=(library, child_end), daemon=True)
+            process = context.Process(target=target, args=(library, child_end), daemon=True)
             process.start()
             child_end.close()
             self.connections[library] = parent_end
@@ -363,10 +367,19 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per task")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    parser.add_argument("--layers", action="store_true",
+                        help="per-layer times and peak memory of a training step instead")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="with --layers: each process's CPU time instead of wall-clock time")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
     if rounds < 1 or args.batch_size < 1:
         parser.error(f"--rounds and --batch-size must be positive, got {rounds}, {args.batch_size}")
+    if args.layers:
+        import layers  # benchmarks/layers.py, beside this file
+
+        layers.main(args.networks, args.batch_size, rounds, "cpu" if args.cpu_time else "wall")
+        return
     rng = np.random.default_rng(0)
 
     load_before, workers = load_average(), Workers()

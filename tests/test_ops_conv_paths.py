@@ -1,0 +1,103 @@
+"""conv2d's two backward paths each reached on purpose, each equal to PyTorch.
+
+What these tests prove:
+- a stride-1 conv with C_out <= C_in takes both gradients from the upstream gradient's columns
+  (`Conv2d._gradients_from_columns`), for every padding up to KH - 1 and any kernel shape; one
+  with C_out > C_in, another stride, or a single gradient needed takes the other path;
+- either way the output and every gradient equal PyTorch's (float64 and float32), for inputs
+  and upstream gradients in the layouts networks hand over (NCHW, NHWC-physical), with one
+  thread and with two (each thread sums its share of the weight gradient);
+- the gradient-columns path keeps no padded copy of the input (the input's memory is kept);
+- all of it whichever OpenBLAS kernel BLAS.product sees (SkylakeX: stacks of small products,
+  the bias added after; Haswell: one product onto the bias).
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import cnnlab
+from cnnlab.blas import BLAS
+from cnnlab.ops.conv import Conv2d
+
+from helpers import TOLERANCE, relative_error
+
+
+@pytest.fixture(params=["SkylakeX", "Haswell"], autouse=True)
+def core(request, monkeypatch):
+    monkeypatch.setattr(BLAS, "core", request.param)
+    return request.param
+
+
+def nhwc(array):
+    """The same (N, C, H, W) values, NHWC in memory (what cnnlab's ops return)."""
+    return np.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def conv_against_torch(shape, c_out, kernel, padding, stride, dtype, layout, seed=0):
+    """Our conv's output and gradients against PyTorch in float64; returns the Conv2d."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal((c_out, shape[1], *kernel)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    function = Conv2d([True, True, True])
+    out = function.forward(layout(x), weight, bias, stride=stride, padding=padding)
+    upstream = rng.standard_normal(out.shape).astype(dtype)
+    grads = function.backward(layout(upstream))
+    tensors = [torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, weight, bias)]
+    reference = TF.conv2d(*tensors, stride=stride, padding=padding)
+    reference.backward(torch.from_numpy(upstream.astype(np.float64)))
+    assert relative_error(out, reference.detach().numpy()) <= TOLERANCE[dtype]
+    for grad, tensor in zip(grads, tensors, strict=True):
+        assert grad.dtype == dtype and grad.shape == tensor.shape
+        assert relative_error(grad, tensor.grad.numpy()) <= TOLERANCE[dtype]
+    return function
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", [np.ascontiguousarray, nhwc])
+@pytest.mark.parametrize(
+    "shape, c_out, kernel, padding",
+    [((4, 32, 8, 8), 32, (3, 3), (1, 1)),  # cifar-cnn's 32->32, smaller
+     ((3, 6, 7, 9), 4, (3, 2), (0, 1)),
+     ((2, 5, 9, 6), 5, (5, 3), (4, 2)),  # the largest padding: KH - 1, KW - 1
+     ((2, 3, 5, 5), 2, (1, 1), (0, 0))],
+)  # fmt: skip
+def test_stride_1_and_no_more_outputs_than_inputs_use_the_gradient_columns(
+    shape, c_out, kernel, padding, dtype, layout, threads
+):
+    before = cnnlab.get_num_threads()
+    cnnlab.set_num_threads(threads)
+    try:
+        function = conv_against_torch(shape, c_out, kernel, padding, (1, 1), dtype, layout)
+    finally:
+        cnnlab.set_num_threads(before)
+    assert function.from_gradient_columns
+    assert function.padded is None and function.columns is None
+    assert function.x_nhwc.shape == (shape[0], *shape[2:], shape[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "shape, c_out, kernel, padding, stride",
+    [((3, 4, 8, 8), 6, (3, 3), (1, 1), (1, 1)),  # more outputs than inputs
+     ((3, 6, 9, 9), 4, (3, 3), (1, 1), (2, 2)),  # stride 2
+     ((2, 4, 6, 6), 4, (2, 2), (2, 2), (1, 1))],  # padding beyond KH - 1
+)  # fmt: skip
+def test_other_convs_keep_the_shifted_products_path(shape, c_out, kernel, padding, stride, dtype):
+    function = conv_against_torch(shape, c_out, kernel, padding, stride, dtype, nhwc)
+    assert not function.from_gradient_columns and function.x_nhwc is None
+
+
+def test_a_conv_whose_input_needs_no_gradient_keeps_the_weight_gradients_path():
+    rng = np.random.default_rng(1)
+    x, weight = rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((3, 4, 3, 3))
+    function = Conv2d([False, True])
+    out = function.forward(x, weight, padding=(1, 1))
+    grads = function.backward(np.ones_like(out))
+    assert not function.from_gradient_columns and grads[0] is None
+    tensors = [torch.tensor(x), torch.tensor(weight, requires_grad=True)]
+    TF.conv2d(*tensors, padding=1).sum().backward()
+    assert relative_error(grads[1], tensors[1].grad.numpy()) <= 1e-8
