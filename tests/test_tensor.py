@@ -10,14 +10,12 @@ from cnnlab import Tensor
 
 from helpers import assert_gradcheck, compare_with_torch
 
-rng = np.random.default_rng(0)
 
-
-def randn(*shape):
+def randn(rng, *shape):
     return rng.standard_normal(shape)
 
 
-def positive(*shape):
+def positive(rng, *shape):
     return rng.uniform(0.5, 2.0, shape)
 
 
@@ -39,10 +37,10 @@ def test_mixed_precision_promotes_like_numpy_and_scalars_keep_the_tensor_dtype()
     assert single.grad.dtype == np.float32 and double.grad.dtype == np.float64
 
 
-def test_gradient_has_the_parameter_shape_under_broadcasting():
-    weight = Tensor(randn(4, 1), requires_grad=True)
-    bias = Tensor(randn(3), requires_grad=True)
-    x = Tensor(randn(2, 4, 3))
+def test_gradient_has_the_parameter_shape_under_broadcasting(rng):
+    weight = Tensor(randn(rng, 4, 1), requires_grad=True)
+    bias = Tensor(randn(rng, 3), requires_grad=True)
+    x = Tensor(randn(rng, 2, 4, 3))
     out = (x * weight + bias).sum()
     out.backward()
     assert weight.grad.shape == (4, 1) and bias.grad.shape == (3,)
@@ -50,8 +48,8 @@ def test_gradient_has_the_parameter_shape_under_broadcasting():
     np.testing.assert_allclose(bias.grad, np.full(3, 8.0))
 
 
-def test_gradients_accumulate_until_zeroed():
-    w = Tensor(randn(3), requires_grad=True)
+def test_gradients_accumulate_until_zeroed(rng):
+    w = Tensor(randn(rng, 3), requires_grad=True)
     (w * 2).sum().backward()
     (w * 3).sum().backward()
     np.testing.assert_array_equal(w.grad, np.full(3, 5.0))
@@ -59,23 +57,23 @@ def test_gradients_accumulate_until_zeroed():
     assert w.grad is None
 
 
-def test_a_node_used_twice_gets_both_gradients():
-    x = Tensor(randn(5), requires_grad=True)
+def test_a_node_used_twice_gets_both_gradients(rng):
+    x = Tensor(randn(rng, 5), requires_grad=True)
     y = x * x + x
     y.sum().backward()
     np.testing.assert_allclose(x.grad, 2 * x.data + 1)
 
 
-def test_backward_needs_an_explicit_gradient_for_non_scalars():
-    x = Tensor(randn(2, 2), requires_grad=True)
+def test_backward_needs_an_explicit_gradient_for_non_scalars(rng):
+    x = Tensor(randn(rng, 2, 2), requires_grad=True)
     with pytest.raises(RuntimeError, match="one-element"):
         (x * 2).backward()
     (x * 2).backward(np.ones((2, 2)))
     np.testing.assert_array_equal(x.grad, np.full((2, 2), 2.0))
 
 
-def test_no_grad_builds_no_graph_and_detach_cuts_it():
-    w = Tensor(randn(3), requires_grad=True)
+def test_no_grad_builds_no_graph_and_detach_cuts_it(rng):
+    w = Tensor(randn(rng, 3), requires_grad=True)
     with cnnlab.no_grad():
         y = w * 2
     assert not y.requires_grad and y.is_leaf
@@ -84,8 +82,8 @@ def test_no_grad_builds_no_graph_and_detach_cuts_it():
     np.testing.assert_array_equal(w.grad, np.ones(3))
 
 
-def test_the_graph_is_released_after_backward_unless_retained():
-    w = Tensor(randn(3), requires_grad=True)
+def test_the_graph_is_released_after_backward_unless_retained(rng):
+    w = Tensor(randn(rng, 3), requires_grad=True)
     loss = (w.exp() * w).sum()
     loss.backward(retain_graph=True)
     first = w.grad.copy()
@@ -95,8 +93,8 @@ def test_the_graph_is_released_after_backward_unless_retained():
         loss.backward()
 
 
-def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():
-    x = Tensor(randn(4), requires_grad=True)
+def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor(rng):
+    x = Tensor(randn(rng, 4), requires_grad=True)
     hidden = (x * 3).retain_grad()
     (hidden * hidden).sum().backward()
     np.testing.assert_allclose(hidden.grad, 2 * hidden.data)
@@ -118,14 +116,14 @@ BINARY = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,op", BINARY)
-def test_binary_ops_match_torch_with_broadcasting(name, op, dtype):
+def test_binary_ops_match_torch_with_broadcasting(rng, name, op, dtype):
     if name == "matmul":
         shapes = [((2, 3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 1, 4, 3), (5, 3, 2))]
     else:
         shapes = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5)), ((), (2, 2))]
     for shape_a, shape_b in shapes:
-        b = positive(*shape_b) if name == "div" else randn(*shape_b)
-        compare_with_torch(op, op, [randn(*shape_a), b], dtype)
+        b = positive(rng, *shape_b) if name == "div" else randn(rng, *shape_b)
+        compare_with_torch(op, op, [randn(rng, *shape_a), b], dtype)
 
 
 UNARY = [
@@ -159,19 +157,19 @@ UNARY = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,ours,theirs,make", UNARY, ids=[u[0] for u in UNARY])
-def test_unary_ops_match_torch(name, ours, theirs, make, dtype):
-    compare_with_torch(ours, theirs, [make(2, 3, 4)], dtype)
+def test_unary_ops_match_torch(rng, name, ours, theirs, make, dtype):
+    compare_with_torch(ours, theirs, [make(rng, 2, 3, 4)], dtype)
 
 
 @pytest.mark.parametrize("name,ours,theirs,make", UNARY, ids=[u[0] for u in UNARY])
-def test_unary_ops_pass_gradcheck(name, ours, theirs, make):
-    assert_gradcheck(ours, make(2, 3, 4))
+def test_unary_ops_pass_gradcheck(rng, name, ours, theirs, make):
+    assert_gradcheck(ours, make(rng, 2, 3, 4))
 
 
 @pytest.mark.parametrize("name,op", BINARY)
-def test_binary_ops_pass_gradcheck(name, op):
-    b = positive(4, 3) if name == "div" else randn(4, 3)
-    a = randn(2, 4) if name == "matmul" else randn(2, 4, 3)
+def test_binary_ops_pass_gradcheck(rng, name, op):
+    b = positive(rng, 4, 3) if name == "div" else randn(rng, 4, 3)
+    a = randn(rng, 2, 4) if name == "matmul" else randn(rng, 2, 4, 3)
     assert_gradcheck(op, a, b)
 
 
@@ -180,7 +178,7 @@ def test_max_shares_the_gradient_between_ties_like_torch_amax():
     compare_with_torch(lambda a: a.max(axis=1), lambda a: a.amax(dim=1), [data])
 
 
-def test_gradcheck_returns_false_for_a_wrong_gradient():
+def test_gradcheck_returns_false_for_a_wrong_gradient(rng):
     from cnnlab.ops.function import Function
 
     class WrongSquare(Function):
@@ -191,7 +189,7 @@ def test_gradcheck_returns_false_for_a_wrong_gradient():
         def backward(self, grad_output):
             return (grad_output * self.a,)  # should be 2 * a
 
-    x = Tensor(randn(3), requires_grad=True)
+    x = Tensor(randn(rng, 3), requires_grad=True)
     assert not cnnlab.gradcheck(lambda t: Tensor._make(WrongSquare, t), [x])
     assert cnnlab.gradcheck(lambda t: t * t, [x])
 
