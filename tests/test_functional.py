@@ -85,6 +85,12 @@ def test_losses_and_softmax_pass_gradcheck(rng, fn):
     assert_gradcheck(fn, rng.standard_normal((4, 3)))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_leaky_relu_matches_torch_at_zero_and_between_zero_and_one(dtype):
+    x = np.array([[-2.0, -0.5, 0.0], [0.3, 0.5, 2.0]])  # at 0 the gradient is the slope
+    compare_with_torch(lambda t: F.leaky_relu(t, 0.1), lambda t: TF.leaky_relu(t, 0.1), [x], dtype)
+
+
 def test_linear_passes_gradcheck(rng):
     assert_gradcheck(F.linear, rng.standard_normal((3, 5)), rng.standard_normal((2, 5)),
                      rng.standard_normal(2))

@@ -111,6 +111,7 @@ BINARY = [
     ("mul", lambda a, b: a * b),
     ("div", lambda a, b: a / b),
     ("matmul", lambda a, b: a @ b),
+    ("maximum", lambda a, b: a.maximum(b)),
 ]
 
 
@@ -118,7 +119,8 @@ BINARY = [
 @pytest.mark.parametrize("name,op", BINARY)
 def test_binary_ops_match_torch_with_broadcasting(rng, name, op, dtype):
     if name == "matmul":
-        shapes = [((2, 3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 1, 4, 3), (5, 3, 2))]
+        shapes = [((2, 3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 1, 4, 3), (5, 3, 2)),
+                  ((2, 3, 4), (4,)), ((4,), (2, 4, 3))]  # a 1-D side against a batch
     else:
         shapes = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5)), ((), (2, 2))]
     for shape_a, shape_b in shapes:
@@ -139,10 +141,13 @@ UNARY = [
     ("sum", lambda a: a.sum(), torch.sum, randn),
     ("sum1", lambda a: a.sum(axis=1), lambda a: a.sum(dim=1), randn),
     ("sum_keep", lambda a: a.sum(axis=(0, 2), keepdims=True), lambda a: a.sum((0, 2), True), randn),
+    ("sum_negative", lambda a: a.sum(axis=-1), lambda a: a.sum(dim=-1), randn),
+    ("sum_unordered", lambda a: a.sum(axis=(1, 0)), lambda a: a.sum(dim=(1, 0)), randn),
     ("mean", lambda a: a.mean(), torch.mean, randn),
     ("mean0", lambda a: a.mean(axis=0), lambda a: a.mean(dim=0), randn),
     ("max", lambda a: a.max(), torch.amax, randn),
     ("max2", lambda a: a.max(axis=2), lambda a: a.amax(dim=2), randn),
+    ("max_negative", lambda a: a.max(axis=-2), lambda a: a.amax(dim=-2), randn),
     ("min1", lambda a: a.min(dim=1, keepdim=True), lambda a: a.amin(1, True), randn),
     ("reshape", lambda a: a.reshape(4, 6), lambda a: a.reshape(4, 6), randn),
     ("flatten", lambda a: a.flatten(1), lambda a: a.flatten(1), randn),
@@ -198,3 +203,56 @@ def test_gradcheck_insists_on_float64():
     with pytest.raises(ValueError, match="float64"):
         single = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
         cnnlab.gradcheck(lambda t: t * 2, [single])
+
+
+# ----- cases the comparisons above do not reach (each one a bug planted by mutation.sh) --------
+@pytest.mark.parametrize("name,op", BINARY)
+@pytest.mark.parametrize("which", [0, 1])
+def test_binary_ops_give_a_gradient_to_the_one_input_that_needs_it(rng, name, op, which):
+    arrays = [randn(rng, 3, 4), positive(rng, 4, 2) if name == "matmul" else positive(rng, 3, 4)]
+    ours = [Tensor(a.copy(), requires_grad=k == which) for k, a in enumerate(arrays)]
+    theirs = [torch.tensor(a.copy(), requires_grad=k == which) for k, a in enumerate(arrays)]
+    out = op(*ours)
+    upstream = randn(rng, *out.shape)
+    out.backward(upstream)
+    op(*theirs).backward(torch.from_numpy(upstream))
+    np.testing.assert_allclose(ours[which].grad, theirs[which].grad.numpy(), rtol=1e-12)
+    assert ours[1 - which].grad is None
+
+
+def test_maximum_splits_the_gradient_of_ties_like_torch():
+    a = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]])
+    b = np.array([[1.0, 3.0, 2.0], [0.0, -1.0, 4.0]])  # three ties
+    compare_with_torch(lambda x, y: x.maximum(y), torch.maximum, [a, b])
+
+
+def test_relu_of_zero_and_of_a_scalar_has_torchs_gradient():
+    compare_with_torch(lambda x: x.relu(), torch.relu, [np.array([-1.0, 0.0, 0.5, 2.0])])
+    for value in (-0.5, 0.0, 0.5):  # a 0-d tensor takes relu's unsplit path
+        compare_with_torch(lambda x: x.relu(), torch.relu, [np.array(value)], grad=np.array(3.0))
+
+
+def test_matmul_gradients_come_back_in_the_broadcast_batch_shape():
+    """The primitive's contract (the tensor then sums them to each input's shape): a 1-D side
+    loses its promoted axis, a batch stays."""
+    from cnnlab.ops.matmul import MatMul
+
+    for a_shape, b_shape, a_grad, b_grad in [
+        ((4,), (4, 3), (4,), (4, 3)),
+        ((4,), (2, 4, 3), (2, 4), (2, 4, 3)),
+        ((2, 3, 4), (4,), (2, 3, 4), (2, 4)),
+        ((3, 4), (4,), (3, 4), (4,)),
+    ]:
+        function = MatMul([True, True])
+        out = function.forward(np.ones(a_shape), np.ones(b_shape))
+        grads = function.backward(np.ones(out.shape))
+        assert (grads[0].shape, grads[1].shape) == (a_grad, b_grad)
+
+
+def test_the_function_base_class_insists_on_forward_and_backward():
+    from cnnlab.ops.function import Function
+
+    with pytest.raises(NotImplementedError):
+        Function([True]).forward(np.ones(2))
+    with pytest.raises(NotImplementedError):
+        Function([True]).backward(np.ones(2))
