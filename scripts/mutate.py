@@ -12,7 +12,8 @@ a change to one line:
     boolean      and <-> or, `not` dropped, True <-> False, a conditional expression's two
                  values swapped, a unary minus dropped
     constant     an integer n made n + 1 and n - 1
-    arguments    the first two positional arguments of a call swapped
+    arguments    the first two positional arguments of a call swapped (not for the
+                 commutative functions in COMMUTATIVE: that mutant is the same program)
     statement    an expression, assignment, assert, del or raise replaced by `pass`
 
 Nothing inside a docstring, an f-string or the arguments of a `raise` (error messages) is
@@ -77,6 +78,8 @@ TESTS = {
 EQUIVALENT = [
 ]
 
+COMMUTATIVE = {"max", "min", "np.maximum", "np.minimum", "np.multiply", "np.add", "np.hypot",
+               "np.result_type", "np.logical_and", "np.logical_or"}
 BINARY = {ast.Add: ("+", "-"), ast.Sub: ("-", "+"), ast.Mult: ("*", "/"), ast.Div: ("/", "*"),
           ast.FloorDiv: ("//", "/"), ast.Mod: ("%", "/"), ast.Pow: ("**", "*"),
           ast.MatMult: ("@", "*")}
@@ -244,7 +247,8 @@ def mutants_of(path, text):
                         add("constant", source.replace(source.start(node), source.end(node),
                                                        str(changed)))
         elif isinstance(node, ast.Call) and len(node.args) >= 2 and \
-                not any(isinstance(a, ast.Starred) for a in node.args[:2]):
+                not any(isinstance(a, ast.Starred) for a in node.args[:2]) and \
+                ast.unparse(node.func) not in COMMUTATIVE:
             first, second = node.args[0], node.args[1]
             first_text = ast.get_source_segment(text, first)
             second_text = ast.get_source_segment(text, second)
@@ -322,14 +326,15 @@ def import_test_dependencies():
 
 
 def survivors_in(log):
-    """The keys of the mutants a previous run's log reports as surviving."""
+    """The keys of the mutants a previous run's log reports as surviving (or timed out)."""
     keys = set()
     for line in Path(log).read_text().splitlines():
-        if line.startswith("SURVIVED "):
-            path, rest = line.removeprefix("SURVIVED ").split(":", 1)
-            body = rest.split(": ", 1)[1].split("] ", 1)[1]
-            original, mutated = body.split("  ->  ")
-            keys.add((path, original.strip(), mutated.strip()))
+        for prefix in ("SURVIVED ", "KILLED (timeout) "):
+            if line.startswith(prefix):
+                path, rest = line.removeprefix(prefix).split(":", 1)
+                body = rest.split(": ", 1)[1].split("] ", 1)[1]
+                original, mutated = body.split("  ->  ")
+                keys.add((path, original.strip(), mutated.strip()))
     return keys
 
 
@@ -337,7 +342,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", help="target files (default: every file in TESTS)")
     parser.add_argument("--match", help="only mutants of lines containing this text")
-    parser.add_argument("--rerun", help="only the mutants this earlier log reports surviving")
+    parser.add_argument("--rerun", help="only the mutants an earlier --log reports surviving "
+                        "(or killed by a timeout)")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--log", help="also write every result line to this file")
     args = parser.parse_args(argv)
@@ -380,7 +386,8 @@ def main(argv=None):
             if run_tests(tree, TESTS[path], timeout=1800) != "passed":
                 report(f"ERROR {path}: its tests fail without any mutant; fix them first")
                 return 2
-            timeout = 3 * (time.monotonic() - started) + 30
+            # Generous: on a shared machine a slow run is load, not a mutant's endless loop.
+            timeout = 10 * (time.monotonic() - started) + 60
             report(f"# {path}: {len(mutants)} mutants, tests {' '.join(TESTS[path])}")
             target = tree / path
             lines = text.splitlines(keepends=True)
