@@ -114,6 +114,7 @@ CONV_CASES = {
     # when C_out <= KH * KW * C_in, else (width x C_out).
     "kept columns, (C_out x width) product": ConvCase(3, 4, (6, 5), (3, 3), padding=(1, 1)),
     "kept columns, (width x C_out) product (C_out > KH*KW*C_in)": ConvCase(2, 9, (5, 6), (2, 2)),
+    "kept columns at the threshold (C_in = 15)": ConvCase(15, 4, (4, 5), (2, 2)),
     "remade columns (C_in = 16), (C_out x width) product":
         ConvCase(16, 5, (5, 4), (3, 2), padding=(0, 1)),
     "remade columns, (width x C_out) product, 1x1 kernel (tap (0, 0) only)":

@@ -214,6 +214,10 @@ def test_midpoint_detector_flags_exactly_the_values_near_a_float32_tie():
                                   [True, False, True, False])
     assert not near_float32_midpoint(np.array([0.0, 1.0, 255.0])).any()
     assert near_float32_midpoint(np.array([1e-39])).all()
+    # Below float32's normal range its grid is coarser: always reported, down to the smallest
+    # float64 above 0.
+    tiny = np.float64(np.finfo(np.float32).tiny)
+    assert near_float32_midpoint(np.array([5e-324, tiny / 3, np.nextafter(tiny, 0)])).all()
 
 
 def test_rounding_safeguard_gives_the_hypot_histograms():

@@ -217,6 +217,18 @@ def test_conv2d_dtypes_and_output_layout():
     assert out64.dtype == np.float64
 
 
+def test_integer_inputs_are_computed_in_float32(rng):
+    x = rng.integers(0, 256, (2, 3, 6, 5)).astype(np.uint8)
+    weight = rng.integers(-3, 4, (4, 3, 3, 3)).astype(np.int32)  # 4 bytes, but not a float
+    out = Conv2d([False, False]).forward(x, weight, stride=(1, 1), padding=(1, 1))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, conv2d_naive(x, weight, None, (1, 1), (1, 1)))  # exact
+    for function_class in (MaxPool2d, AvgPool2d):
+        pooled = function_class([False]).forward(x.astype(np.int64), kernel_size=(2, 2),
+                                                 stride=(2, 2), padding=(0, 0))
+        assert pooled.dtype == np.float32
+
+
 def test_conv2d_translation_equivariance():
     rng = np.random.default_rng(5)
     x, weight = rng.standard_normal((1, 2, 16, 16)), rng.standard_normal((3, 2, 3, 3))

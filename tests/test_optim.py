@@ -286,3 +286,63 @@ def test_each_optimiser_learns_xor_to_full_training_accuracy(name, options):
         optimizer.step()
     assert accuracy() == 1.0
     assert loss.item() < 0.2
+
+
+# ----- the bookkeeping the trajectories above do not reach (each a bug mutation.sh planted) ---
+def test_parameter_groups_are_copied_and_may_be_any_iterable():
+    first, second, third = (nn.Parameter(np.ones(2)) for _ in range(3))
+    groups = [{"params": iter([first, second])}, {"params": (third,), "lr": 1.0}]
+    optimizer = optim.SGD(groups, lr=0.5)
+    assert "lr" not in groups[0]  # the caller's dicts are left as they were
+    for param in (first, second, third):
+        param.grad = np.ones(2)
+    optimizer.step()  # the iterator was read once, into a list: every parameter steps
+    stepped = [param.data for param in (first, second, third)]
+    np.testing.assert_array_equal(stepped, [[0.5, 0.5], [0.5, 0.5], [0.0, 0.0]])
+
+
+def test_state_dict_numbers_parameters_across_groups_as_torch():
+    ours = [nn.Parameter(np.ones(2)) for _ in range(5)]
+    theirs = [torch.ones(2, requires_grad=True) for _ in range(5)]
+    optimizer = optim.SGD([{"params": ours[:2]}, {"params": ours[2:]}], lr=0.1, momentum=0.9)
+    reference = torch.optim.SGD([{"params": theirs[:2]}, {"params": theirs[2:]}], lr=0.1,
+                                momentum=0.9)
+    for param in ours:
+        param.grad = np.ones(2)
+    for param in theirs:
+        param.grad = torch.ones(2)
+    optimizer.step()
+    reference.step()
+    saved, expected = optimizer.state_dict(), reference.state_dict()
+    assert [g["params"] for g in saved["param_groups"]] == [[0, 1], [2, 3, 4]]
+    assert [g["params"] for g in saved["param_groups"]] == [g["params"] for g in
+                                                             expected["param_groups"]]
+    assert sorted(saved["state"]) == sorted(expected["state"])
+
+
+def test_loading_refuses_state_for_a_parameter_it_does_not_have():
+    optimizer = optim.SGD([nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))], lr=0.1)
+    saved = {"state": {"2": {"momentum_buffer": np.ones(2)}},
+             "param_groups": [{"params": [0, 1], "lr": 0.1}]}
+    with pytest.raises(ValueError, match="SGD.load_state_dict: state for unknown parameter 2"):
+        optimizer.load_state_dict(saved)
+
+
+def test_loaded_state_is_a_copy_that_later_steps_leave_alone():
+    param = nn.Parameter(np.ones(3))
+    optimizer = optim.SGD([param], lr=0.1, momentum=0.9)
+    buffer = np.full(3, 2.0)
+    optimizer.load_state_dict({"state": {0: {"momentum_buffer": buffer}},
+                               "param_groups": [{"params": [0], "lr": 0.1, "momentum": 0.9}]})
+    param.grad = np.ones(3)
+    optimizer.step()
+    np.testing.assert_array_equal(buffer, np.full(3, 2.0))  # the caller's array, untouched
+    np.testing.assert_allclose(param.data, 1 - 0.1 * (0.9 * 2.0 + 1.0))
+
+
+def test_an_optimiser_without_an_update_rule_raises():
+    param = nn.Parameter(np.ones(2))
+    optimizer = optim.Optimizer([param], {})
+    param.grad = np.ones(2)
+    with pytest.raises(NotImplementedError):
+        optimizer.step()
