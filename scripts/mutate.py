@@ -129,6 +129,16 @@ EQUIVALENT = [
      "defaults no caller uses: F.conv2d and the tests always pass stride and padding"),
     (CONV, "channels_first = c_out <= width", "channels_first = c_out < width",
      "when C_out equals KH * KW * C_in the two products are the same size and both right"),
+    (CONV, "parallel_for(sum_share, len(windows), windows[:1].size * len(windows) * "
+     "grad_rows.itemsize)", "*", SPLIT),
+    (CONV, "parallel_for(input_grad_share, n, grid.nbytes + grad_padded.nbytes)", "*", SPLIT),
+    (CONV, "padded_h, padded_w = h + 2 * pad_h, w + 2 * pad_w", "*",
+     "a larger gradient grid: the row shifts use the same padded width throughout, the extra "
+     "rows and columns hold zeros, and the crop takes the same pixels"),
+    (CONV, "if 0 < shift < len(grid_rows):", "if 0 < shift <= len(grid_rows):",
+     "shift <= (KH - 1) * Wp + KW - 1 < Hp * Wp <= len(grid_rows): never equal"),
+    (CONV, "per_image = pixels * (c_out + c_in) * grid.itemsize", "*",
+     "only the size of the input gradient's cache blocks (at least one image each) changes"),
     (CONV, "grad_rows = grad_rows.astype(self.weight.dtype, copy=False)", "pass",
      "the upstream gradient comes in the output's dtype (Tensor.backward casts it), which is "
      "the compute dtype the weight was cast to: the cast never changes anything"),

@@ -21,10 +21,12 @@ CONFIGS = [
     ("SGD", {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
     ("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1}),
     ("SGD", {"lr": 0.1, "weight_decay": 0.01, "momentum": 0.5, "nesterov": True}),
+    ("SGD", {"lr": 0.01, "momentum": 1.0, "weight_decay": 1.0}),  # ones: no special case
     ("Adam", {}),
     ("Adam", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-4}),
     ("Adam", {"lr": 0.01, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.01, "amsgrad": True}),
+    ("Adam", {"lr": 0.01, "weight_decay": 1.0}),
     ("Adam", {"lr": 0.02, "betas": (0.3, 0.9), "weight_decay": 0.05, "amsgrad": True}),
     ("AdamW", {}),
     ("AdamW", {"lr": 0.01, "weight_decay": 0.3}),
@@ -33,6 +35,7 @@ CONFIGS = [
     ("RMSprop", {"lr": 0.001, "alpha": 0.9, "eps": 1e-6}),
     ("RMSprop", {"lr": 0.01, "momentum": 0.7}),
     ("RMSprop", {"lr": 0.01, "centered": True}),
+    ("RMSprop", {"lr": 0.001, "weight_decay": 1.0, "momentum": 1.0}),
     ("RMSprop", {"lr": 0.005, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
 ]
 
@@ -346,3 +349,60 @@ def test_an_optimiser_without_an_update_rule_raises():
     param.grad = np.ones(2)
     with pytest.raises(NotImplementedError):
         optimizer.step()
+
+
+# Every hyperparameter each optimiser checks: (name, options with one bad value, the message).
+INVALID = [
+    ("SGD", {"lr": -0.1}, "SGD: invalid lr -0.1, expected >= 0.0"),
+    ("SGD", {"lr": 0.1, "momentum": -0.5}, "SGD: invalid momentum -0.5, expected >= 0.0"),
+    ("SGD", {"lr": 0.1, "dampening": -1}, "SGD: invalid dampening -1, expected >= 0.0"),
+    ("SGD", {"lr": 0.1, "weight_decay": -1e-3},
+     "SGD: invalid weight_decay -0.001, expected >= 0.0"),
+    ("SGD", {"lr": True}, "SGD: invalid lr True, expected >= 0.0"),
+    ("SGD", {"lr": "0.1"}, "SGD: invalid lr '0.1', expected >= 0.0"),
+    ("Adam", {"lr": -1.0}, "Adam: invalid lr -1.0, expected >= 0.0"),
+    ("Adam", {"eps": -1e-8}, "Adam: invalid eps -1e-08, expected >= 0.0"),
+    ("Adam", {"weight_decay": -0.1}, "Adam: invalid weight_decay -0.1, expected >= 0.0"),
+    ("Adam", {"betas": (0.9,)}, "Adam: betas must be a pair (beta1, beta2), got (0.9,)"),
+    ("Adam", {"betas": (1.0, 0.999)}, "Adam: invalid beta1 1.0, expected >= 0.0 and < 1.0"),
+    ("Adam", {"betas": (-0.1, 0.999)}, "Adam: invalid beta1 -0.1, expected >= 0.0 and < 1.0"),
+    ("Adam", {"betas": (0.9, 1.0)}, "Adam: invalid beta2 1.0, expected >= 0.0 and < 1.0"),
+    ("AdamW", {"betas": (0.9, 1.5)}, "AdamW: invalid beta2 1.5, expected >= 0.0 and < 1.0"),
+    ("RMSprop", {"lr": -1.0}, "RMSprop: invalid lr -1.0, expected >= 0.0"),
+    ("RMSprop", {"alpha": -0.5}, "RMSprop: invalid alpha -0.5, expected >= 0.0"),
+    ("RMSprop", {"eps": -1.0}, "RMSprop: invalid eps -1.0, expected >= 0.0"),
+    ("RMSprop", {"weight_decay": -1.0}, "RMSprop: invalid weight_decay -1.0, expected >= 0.0"),
+    ("RMSprop", {"momentum": -1.0}, "RMSprop: invalid momentum -1.0, expected >= 0.0"),
+]
+
+
+@pytest.mark.parametrize("name, options, message", INVALID, ids=lambda c: str(c))
+def test_every_hyperparameter_is_checked_and_named(name, options, message):
+    with pytest.raises(ValueError) as error:
+        getattr(optim, name)([nn.Parameter(np.ones(2))], **options)
+    assert str(error.value) == message
+
+
+def test_hyperparameters_on_their_bounds_are_accepted():
+    params = [nn.Parameter(np.ones(2))]
+    optim.SGD(params, lr=0.0, momentum=0.0, dampening=0.0, weight_decay=0.0)
+    optim.Adam(params, lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0)
+    optim.RMSprop(params, lr=0.0, alpha=0.0, eps=0.0, weight_decay=0.0, momentum=0.0)
+    from cnnlab.optim.optimizer import check_hyperparameter
+
+    assert check_hyperparameter("X", "p", 1.0, 0.0, 1.0) == 1.0  # a closed upper bound
+    with pytest.raises(ValueError, match=r"^X: invalid p 1.5, expected >= 0.0 and <= 1.0$"):
+        check_hyperparameter("X", "p", 1.5, 0.0, 1.0)
+
+
+def test_repr_lists_each_group_and_its_hyperparameters_as_torch():
+    first, second = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
+    optimizer = optim.SGD([{"params": [first]}, {"params": [second], "lr": 1.0}], lr=0.1)
+    assert repr(optimizer) == (
+        "SGD (\n"
+        "Parameter Group 0\n    dampening: 0.0\n    lr: 0.1\n    momentum: 0.0\n"
+        "    nesterov: False\n    weight_decay: 0.0\n"
+        "Parameter Group 1\n    dampening: 0.0\n    lr: 1.0\n    momentum: 0.0\n"
+        "    nesterov: False\n    weight_decay: 0.0\n"
+        ")"
+    )
