@@ -1,6 +1,7 @@
 """Colour histograms on synthetic images with known answers; hue against matplotlib and colorsys."""
 
 import colorsys
+import warnings
 
 import numpy as np
 import pytest
@@ -103,6 +104,8 @@ def test_uint8_images_are_divided_by_255():
     [
         (np.zeros((1, 2, 4, 4)), 10, "1 \\(grey\\) or 3 \\(RGB\\) channels"),
         (np.zeros((1, 3, 4, 4)), 0, "bins"),
+        (np.zeros((1, 3, 4, 4)), True, "bins must be a positive int, got True"),
+        (np.zeros((1, 3, 4, 4)), 2.0, "bins must be a positive int, got 2.0"),
         (np.full((1, 3, 4, 4), 2.0), 10, r"\[0, 1\]"),
         (np.zeros((1, 3, 4, 4), dtype=np.int64), 10, "uint8"),
         (np.zeros((4, 4)), 10, "shape"),
@@ -111,3 +114,16 @@ def test_uint8_images_are_divided_by_255():
 def test_bad_inputs_raise_value_errors(images, bins, message):
     with pytest.raises(ValueError, match=message):
         color_histogram(images, bins=bins)
+
+
+def test_ten_bins_by_default():
+    histogram = color_histogram(np.full((2, 1, 3, 3), 0.55))
+    assert histogram.shape == (2, 10) and histogram[0, 5] == histogram[1, 5] == 1.0
+
+
+def test_grey_pixels_get_hue_zero_without_dividing_by_zero():
+    images = np.concatenate([np.full((1, 3, 2, 2), 0.5), np.zeros((1, 3, 2, 2))])
+    images[1, 0] = 1.0  # pure red: hue 0 too, from the formula
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by a zero delta would warn
+        np.testing.assert_array_equal(rgb_to_hue(images), np.zeros((2, 2, 2)))

@@ -13,17 +13,16 @@ import cnnlab.nn.functional as F
 
 from helpers import assert_gradcheck, compare_with_torch
 
-rng = np.random.default_rng(1)
+SEEDS = st.integers(0, 2**32 - 1)  # Hypothesis tests draw their data's seed with the case
 
-
-def targets(count, classes):
+def targets(rng, count, classes):
     return rng.integers(0, classes, count)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_matches_torch(reduction, dtype):
-    logits, target = rng.standard_normal((7, 5)) * 3, targets(7, 5)
+def test_cross_entropy_matches_torch(rng, reduction, dtype):
+    logits, target = rng.standard_normal((7, 5)) * 3, targets(rng, 7, 5)
     compare_with_torch(
         lambda s, t: F.cross_entropy(s, t, reduction=reduction),
         lambda s, t: TF.cross_entropy(s, t, reduction=reduction),
@@ -35,8 +34,8 @@ def test_cross_entropy_matches_torch(reduction, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.1, 1.0])
-def test_label_smoothed_cross_entropy_matches_torch(smoothing, reduction, dtype):
-    logits, target = rng.standard_normal((7, 5)) * 3, targets(7, 5)
+def test_label_smoothed_cross_entropy_matches_torch(smoothing, reduction, dtype, rng):
+    logits, target = rng.standard_normal((7, 5)) * 3, targets(rng, 7, 5)
     compare_with_torch(
         lambda s, t: F.cross_entropy(s, t, reduction=reduction, label_smoothing=smoothing),
         lambda s, t: TF.cross_entropy(s, t, reduction=reduction, label_smoothing=smoothing),
@@ -45,7 +44,7 @@ def test_label_smoothed_cross_entropy_matches_torch(smoothing, reduction, dtype)
     )
 
 
-def test_label_smoothing_gradcheck_and_bad_values():
+def test_label_smoothing_gradcheck_and_bad_values(rng):
     target = np.array([0, 2, 1, 2])
     assert_gradcheck(lambda s: F.cross_entropy(s, target, label_smoothing=0.2),
                      rng.standard_normal((4, 3)))
@@ -63,9 +62,11 @@ def test_label_smoothing_gradcheck_and_bad_values():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("margin", [1.0, 0.5])
-def test_multiclass_hinge_is_torch_multi_margin_times_the_class_count(reduction, margin, dtype):
+def test_multiclass_hinge_is_torch_multi_margin_times_the_class_count(
+    rng, reduction, margin, dtype
+):
     classes = 6
-    scores, target = rng.standard_normal((8, classes)), targets(8, classes)
+    scores, target = rng.standard_normal((8, classes)), targets(rng, 8, classes)
     compare_with_torch(
         lambda s, t: F.multiclass_hinge_loss(s, t, margin=margin, reduction=reduction),
         lambda s, t: TF.multi_margin_loss(s, t, margin=margin, reduction=reduction) * classes,
@@ -82,7 +83,7 @@ def test_hinge_loss_on_the_lecture_example():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_linear_matches_torch(dtype):
+def test_linear_matches_torch(rng, dtype):
     x, weight = rng.standard_normal((4, 6)), rng.standard_normal((3, 6))
     bias = rng.standard_normal(3)
     compare_with_torch(F.linear, TF.linear, [x, weight, bias], dtype)
@@ -108,11 +109,17 @@ def test_softmax_is_stable_for_huge_scores():
         lambda s: F.leaky_relu(s, 0.1),
     ],
 )
-def test_losses_and_softmax_pass_gradcheck(fn):
+def test_losses_and_softmax_pass_gradcheck(rng, fn):
     assert_gradcheck(fn, rng.standard_normal((4, 3)))
 
 
-def test_linear_passes_gradcheck():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_leaky_relu_matches_torch_at_zero_and_between_zero_and_one(dtype):
+    x = np.array([[-2.0, -0.5, 0.0], [0.3, 0.5, 2.0]])  # at 0 the gradient is the slope
+    compare_with_torch(lambda t: F.leaky_relu(t, 0.1), lambda t: TF.leaky_relu(t, 0.1), [x], dtype)
+
+
+def test_linear_passes_gradcheck(rng):
     assert_gradcheck(F.linear, rng.standard_normal((3, 5)), rng.standard_normal((2, 5)),
                      rng.standard_normal(2))
 
@@ -165,7 +172,7 @@ def test_conv_and_pool_errors_quote_the_formula_with_the_numbers():
         F.conv2d(np.zeros((1, 5, 4)), np.zeros((2, 1, 3, 3)))
 
 
-def test_torch_semantics_of_integer_and_pair_arguments():
+def test_torch_semantics_of_integer_and_pair_arguments(rng):
     x = rng.standard_normal((2, 3, 9, 8))
     weight = rng.standard_normal((4, 3, 3, 2))
     ours = F.conv2d(x, weight, stride=(2, 1), padding=(1, 0)).data
@@ -193,8 +200,9 @@ def conv_cases(draw):
 
 
 @settings(max_examples=25, deadline=None)
-@given(conv_cases(), st.sampled_from([np.float64, np.float32]))
-def test_conv2d_matches_torch_on_random_configurations(case, dtype):
+@given(conv_cases(), st.sampled_from([np.float64, np.float32]), SEEDS)
+def test_conv2d_matches_torch_on_random_configurations(case, dtype, seed):
+    rng = np.random.default_rng(seed)
     x_shape, w_shape, stride, padding, bias = case
     arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape)]
     if bias:
@@ -208,8 +216,9 @@ def test_conv2d_matches_torch_on_random_configurations(case, dtype):
 
 
 @settings(max_examples=8, deadline=None)
-@given(conv_cases())
-def test_conv2d_passes_gradcheck(case):
+@given(conv_cases(), SEEDS)
+def test_conv2d_passes_gradcheck(case, seed):
+    rng = np.random.default_rng(seed)
     x_shape, w_shape, stride, padding, _ = case
     assert_gradcheck(
         lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
@@ -229,8 +238,10 @@ def pool_cases(draw):
 
 
 @settings(max_examples=25, deadline=None)
-@given(pool_cases(), st.sampled_from(["max", "avg"]), st.sampled_from([np.float64, np.float32]))
-def test_pooling_matches_torch_on_random_configurations(case, kind, dtype):
+@given(pool_cases(), st.sampled_from(["max", "avg"]), st.sampled_from([np.float64, np.float32]),
+       SEEDS)
+def test_pooling_matches_torch_on_random_configurations(case, kind, dtype, seed):
+    rng = np.random.default_rng(seed)
     shape, kernel, stride, padding = case
     ours = F.max_pool2d if kind == "max" else F.avg_pool2d
     theirs = TF.max_pool2d if kind == "max" else TF.avg_pool2d
@@ -243,19 +254,20 @@ def test_pooling_matches_torch_on_random_configurations(case, kind, dtype):
 
 
 @settings(max_examples=8, deadline=None)
-@given(pool_cases(), st.sampled_from(["max", "avg"]))
-def test_pooling_passes_gradcheck(case, kind):
+@given(pool_cases(), st.sampled_from(["max", "avg"]), SEEDS)
+def test_pooling_passes_gradcheck(case, kind, seed):
+    rng = np.random.default_rng(seed)
     shape, kernel, stride, padding = case
     pool = F.max_pool2d if kind == "max" else F.avg_pool2d
     assert_gradcheck(lambda x: pool(x, kernel, stride, padding), rng.standard_normal(shape))
 
 
-def test_max_pool_sends_the_gradient_of_ties_where_torch_does():
+def test_max_pool_sends_the_gradient_of_ties_where_torch_does(rng):
     x = np.maximum(rng.standard_normal((2, 3, 6, 6)), 0)  # ReLU output: many tied zeros
     compare_with_torch(lambda t: F.max_pool2d(t, 2), lambda t: TF.max_pool2d(t, 2), [x])
 
 
-def test_a_network_input_that_needs_no_gradient_gets_none():
+def test_a_network_input_that_needs_no_gradient_gets_none(rng):
     x = cnnlab.Tensor(rng.standard_normal((2, 1, 5, 5)))
     weight = cnnlab.Tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
     F.conv2d(x, weight).sum().backward()
@@ -263,7 +275,7 @@ def test_a_network_input_that_needs_no_gradient_gets_none():
 
 
 @pytest.mark.parametrize("op", ["conv", "max", "avg"])
-def test_conv_and_pooling_commute_with_translation(op):
+def test_conv_and_pooling_commute_with_translation(rng, op):
     x = np.zeros((1, 2, 24, 24))
     x[:, :, 6:18, 6:18] = rng.standard_normal((1, 2, 12, 12))
     weight = rng.standard_normal((3, 2, 3, 3))

@@ -15,11 +15,10 @@ from torch_mirror import torch_twin
 
 from helpers import assert_gradcheck, relative_error
 
-rng = np.random.default_rng(3)
 TOLERANCE = 1e-10  # float64
 
 
-def run_both(layer, x, upstream=None):
+def run_both(layer, x, rng, upstream=None):
     """Forward and backward through `layer` (float64) and its torch twin; returns both sides."""
     layer.double()
     twin = torch_twin(layer)
@@ -32,9 +31,9 @@ def run_both(layer, x, upstream=None):
     return (ours, ours_x), (theirs, their_x, twin)
 
 
-def assert_matches_torch(layer, x, train=True):
+def assert_matches_torch(layer, x, rng, train=True):
     layer.train(train)
-    (ours, ours_x), (theirs, their_x, twin) = run_both(layer, x)
+    (ours, ours_x), (theirs, their_x, twin) = run_both(layer, x, rng)
     assert ours.shape == tuple(theirs.shape)
     assert relative_error(ours.data, theirs.detach().numpy()) < TOLERANCE
     assert relative_error(ours_x.grad, their_x.grad.numpy()) < TOLERANCE
@@ -49,30 +48,31 @@ def assert_matches_torch(layer, x, train=True):
     return ours
 
 
-def images(n=3, c=2, h=9, w=8):
+def images(rng, n=3, c=2, h=9, w=8):
     return rng.standard_normal((n, c, h, w))
 
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear(bias, train):
-    assert_matches_torch(nn.Linear(7, 4, bias=bias), rng.standard_normal((5, 7)), train)
+def test_linear(rng, bias, train):
+    assert_matches_torch(nn.Linear(7, 4, bias=bias), rng.standard_normal((5, 7)), rng, train)
 
 
 @pytest.mark.parametrize(
     "kernel_size, stride, padding",
     [(3, 1, 0), (3, 1, 1), ((3, 2), (2, 1), (1, 0)), (5, 2, 2), (1, 1, 0)],
 )
-def test_conv2d(kernel_size, stride, padding):
+def test_conv2d(rng, kernel_size, stride, padding):
     conv = nn.Conv2d(2, 4, kernel_size, stride=stride, padding=padding)
-    assert_matches_torch(conv, images())
-    assert_matches_torch(nn.Conv2d(2, 3, kernel_size, stride, padding, bias=False), images())
+    assert_matches_torch(conv, images(rng), rng)
+    conv = nn.Conv2d(2, 3, kernel_size, stride, padding, bias=False)
+    assert_matches_torch(conv, images(rng), rng)
 
 
 @pytest.mark.parametrize("pool", [nn.MaxPool2d, nn.AvgPool2d])
 @pytest.mark.parametrize("kernel_size, stride, padding", [(2, None, 0), (3, 2, 1), ((2, 3), 1, 0)])
-def test_pools(pool, kernel_size, stride, padding):
-    assert_matches_torch(pool(kernel_size, stride, padding), images())
+def test_pools(rng, pool, kernel_size, stride, padding):
+    assert_matches_torch(pool(kernel_size, stride, padding), images(rng), rng)
 
 
 @pytest.mark.parametrize(
@@ -81,8 +81,8 @@ def test_pools(pool, kernel_size, stride, padding):
     ids=repr,
 )
 @pytest.mark.parametrize("train", [True, False])
-def test_activations_and_flatten(layer, train):
-    assert_matches_torch(layer, images() * 3, train)
+def test_activations_and_flatten(rng, layer, train):
+    assert_matches_torch(layer, images(rng) * 3, rng, train)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_activations_and_flatten(layer, train):
     ],
     ids=repr,
 )
-def test_batchnorm_training_steps_then_eval(layer, shape):
+def test_batchnorm_training_steps_then_eval(rng, layer, shape):
     """Three training steps (output, gradients, running stats as torch), then eval mode."""
     layer.double()
     if layer.affine:  # non-trivial scale and shift
@@ -128,7 +128,7 @@ def test_batchnorm_training_steps_then_eval(layer, shape):
         assert int(layer.num_batches_tracked) == 3
 
 
-def test_batchnorm_buffers_are_float32_with_an_int64_counter():
+def test_batchnorm_buffers_are_float32_with_an_int64_counter(rng):
     layer = nn.BatchNorm2d(5)
     state = layer.state_dict()
     assert list(state) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
@@ -279,7 +279,7 @@ def test_reprs_show_the_non_default_arguments():
     )
 
 
-def test_losses_match_torch():
+def test_losses_match_torch(rng):
     scores, target = rng.standard_normal((6, 4)) * 2, rng.integers(0, 4, 6)
     for reduction in ("mean", "sum", "none"):
         ours = nn.CrossEntropyLoss(reduction=reduction)(cnnlab.Tensor(scores), target)
@@ -302,7 +302,7 @@ def test_losses_match_torch():
 
 
 @pytest.mark.parametrize("loss", [nn.CrossEntropyLoss(), nn.MultiClassHingeLoss()], ids=repr)
-def test_losses_warn_once_when_given_probabilities(loss, recwarn):
+def test_losses_warn_once_when_given_probabilities(rng, loss, recwarn):
     logits = cnnlab.Tensor(rng.standard_normal((8, 5)))
     target = rng.integers(0, 5, 8)
     loss(logits, target)
@@ -336,7 +336,7 @@ def test_l2_penalty_counts_weights_only_and_its_gradient_is_two_reg_w():
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(5, 3), (4, 3, 2, 3)])
-def test_functional_batch_norm_passes_gradcheck(training, shape):
+def test_functional_batch_norm_passes_gradcheck(rng, training, shape):
     """The fused primitive's closed-form backward against central differences."""
     running_mean, running_var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
     assert_gradcheck(

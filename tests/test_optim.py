@@ -21,10 +21,12 @@ CONFIGS = [
     ("SGD", {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
     ("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1}),
     ("SGD", {"lr": 0.1, "weight_decay": 0.01, "momentum": 0.5, "nesterov": True}),
+    ("SGD", {"lr": 0.01, "momentum": 1.0, "weight_decay": 1.0}),  # ones: no special case
     ("Adam", {}),
     ("Adam", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-4}),
     ("Adam", {"lr": 0.01, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.01, "amsgrad": True}),
+    ("Adam", {"lr": 0.01, "weight_decay": 1.0}),
     ("Adam", {"lr": 0.02, "betas": (0.3, 0.9), "weight_decay": 0.05, "amsgrad": True}),
     ("AdamW", {}),
     ("AdamW", {"lr": 0.01, "weight_decay": 0.3}),
@@ -33,6 +35,7 @@ CONFIGS = [
     ("RMSprop", {"lr": 0.001, "alpha": 0.9, "eps": 1e-6}),
     ("RMSprop", {"lr": 0.01, "momentum": 0.7}),
     ("RMSprop", {"lr": 0.01, "centered": True}),
+    ("RMSprop", {"lr": 0.001, "weight_decay": 1.0, "momentum": 1.0}),
     ("RMSprop", {"lr": 0.005, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
 ]
 
@@ -286,3 +289,120 @@ def test_each_optimiser_learns_xor_to_full_training_accuracy(name, options):
         optimizer.step()
     assert accuracy() == 1.0
     assert loss.item() < 0.2
+
+
+# ----- the bookkeeping the trajectories above do not reach (each a bug mutation.sh planted) ---
+def test_parameter_groups_are_copied_and_may_be_any_iterable():
+    first, second, third = (nn.Parameter(np.ones(2)) for _ in range(3))
+    groups = [{"params": iter([first, second])}, {"params": (third,), "lr": 1.0}]
+    optimizer = optim.SGD(groups, lr=0.5)
+    assert "lr" not in groups[0]  # the caller's dicts are left as they were
+    for param in (first, second, third):
+        param.grad = np.ones(2)
+    optimizer.step()  # the iterator was read once, into a list: every parameter steps
+    stepped = [param.data for param in (first, second, third)]
+    np.testing.assert_array_equal(stepped, [[0.5, 0.5], [0.5, 0.5], [0.0, 0.0]])
+
+
+def test_state_dict_numbers_parameters_across_groups_as_torch():
+    ours = [nn.Parameter(np.ones(2)) for _ in range(5)]
+    theirs = [torch.ones(2, requires_grad=True) for _ in range(5)]
+    optimizer = optim.SGD([{"params": ours[:2]}, {"params": ours[2:]}], lr=0.1, momentum=0.9)
+    reference = torch.optim.SGD([{"params": theirs[:2]}, {"params": theirs[2:]}], lr=0.1,
+                                momentum=0.9)
+    for param in ours:
+        param.grad = np.ones(2)
+    for param in theirs:
+        param.grad = torch.ones(2)
+    optimizer.step()
+    reference.step()
+    saved, expected = optimizer.state_dict(), reference.state_dict()
+    assert [g["params"] for g in saved["param_groups"]] == [[0, 1], [2, 3, 4]]
+    assert [g["params"] for g in saved["param_groups"]] == [g["params"] for g in
+                                                             expected["param_groups"]]
+    assert sorted(saved["state"]) == sorted(expected["state"])
+
+
+def test_loading_refuses_state_for_a_parameter_it_does_not_have():
+    optimizer = optim.SGD([nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))], lr=0.1)
+    saved = {"state": {"2": {"momentum_buffer": np.ones(2)}},
+             "param_groups": [{"params": [0, 1], "lr": 0.1}]}
+    with pytest.raises(ValueError, match="SGD.load_state_dict: state for unknown parameter 2"):
+        optimizer.load_state_dict(saved)
+
+
+def test_loaded_state_is_a_copy_that_later_steps_leave_alone():
+    param = nn.Parameter(np.ones(3))
+    optimizer = optim.SGD([param], lr=0.1, momentum=0.9)
+    buffer = np.full(3, 2.0)
+    optimizer.load_state_dict({"state": {0: {"momentum_buffer": buffer}},
+                               "param_groups": [{"params": [0], "lr": 0.1, "momentum": 0.9}]})
+    param.grad = np.ones(3)
+    optimizer.step()
+    np.testing.assert_array_equal(buffer, np.full(3, 2.0))  # the caller's array, untouched
+    np.testing.assert_allclose(param.data, 1 - 0.1 * (0.9 * 2.0 + 1.0))
+
+
+def test_an_optimiser_without_an_update_rule_raises():
+    param = nn.Parameter(np.ones(2))
+    optimizer = optim.Optimizer([param], {})
+    param.grad = np.ones(2)
+    with pytest.raises(NotImplementedError):
+        optimizer.step()
+
+
+# Every hyperparameter each optimiser checks: (name, options with one bad value, the message).
+INVALID = [
+    ("SGD", {"lr": -0.1}, "SGD: invalid lr -0.1, expected >= 0.0"),
+    ("SGD", {"lr": 0.1, "momentum": -0.5}, "SGD: invalid momentum -0.5, expected >= 0.0"),
+    ("SGD", {"lr": 0.1, "dampening": -1}, "SGD: invalid dampening -1, expected >= 0.0"),
+    ("SGD", {"lr": 0.1, "weight_decay": -1e-3},
+     "SGD: invalid weight_decay -0.001, expected >= 0.0"),
+    ("SGD", {"lr": True}, "SGD: invalid lr True, expected >= 0.0"),
+    ("SGD", {"lr": "0.1"}, "SGD: invalid lr '0.1', expected >= 0.0"),
+    ("Adam", {"lr": -1.0}, "Adam: invalid lr -1.0, expected >= 0.0"),
+    ("Adam", {"eps": -1e-8}, "Adam: invalid eps -1e-08, expected >= 0.0"),
+    ("Adam", {"weight_decay": -0.1}, "Adam: invalid weight_decay -0.1, expected >= 0.0"),
+    ("Adam", {"betas": (0.9,)}, "Adam: betas must be a pair (beta1, beta2), got (0.9,)"),
+    ("Adam", {"betas": (1.0, 0.999)}, "Adam: invalid beta1 1.0, expected >= 0.0 and < 1.0"),
+    ("Adam", {"betas": (-0.1, 0.999)}, "Adam: invalid beta1 -0.1, expected >= 0.0 and < 1.0"),
+    ("Adam", {"betas": (0.9, 1.0)}, "Adam: invalid beta2 1.0, expected >= 0.0 and < 1.0"),
+    ("AdamW", {"betas": (0.9, 1.5)}, "AdamW: invalid beta2 1.5, expected >= 0.0 and < 1.0"),
+    ("RMSprop", {"lr": -1.0}, "RMSprop: invalid lr -1.0, expected >= 0.0"),
+    ("RMSprop", {"alpha": -0.5}, "RMSprop: invalid alpha -0.5, expected >= 0.0"),
+    ("RMSprop", {"eps": -1.0}, "RMSprop: invalid eps -1.0, expected >= 0.0"),
+    ("RMSprop", {"weight_decay": -1.0}, "RMSprop: invalid weight_decay -1.0, expected >= 0.0"),
+    ("RMSprop", {"momentum": -1.0}, "RMSprop: invalid momentum -1.0, expected >= 0.0"),
+]
+
+
+@pytest.mark.parametrize("name, options, message", INVALID, ids=lambda c: str(c))
+def test_every_hyperparameter_is_checked_and_named(name, options, message):
+    with pytest.raises(ValueError) as error:
+        getattr(optim, name)([nn.Parameter(np.ones(2))], **options)
+    assert str(error.value) == message
+
+
+def test_hyperparameters_on_their_bounds_are_accepted():
+    params = [nn.Parameter(np.ones(2))]
+    optim.SGD(params, lr=0.0, momentum=0.0, dampening=0.0, weight_decay=0.0)
+    optim.Adam(params, lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0)
+    optim.RMSprop(params, lr=0.0, alpha=0.0, eps=0.0, weight_decay=0.0, momentum=0.0)
+    from cnnlab.optim.optimizer import check_hyperparameter
+
+    assert check_hyperparameter("X", "p", 1.0, 0.0, 1.0) == 1.0  # a closed upper bound
+    with pytest.raises(ValueError, match=r"^X: invalid p 1.5, expected >= 0.0 and <= 1.0$"):
+        check_hyperparameter("X", "p", 1.5, 0.0, 1.0)
+
+
+def test_repr_lists_each_group_and_its_hyperparameters_as_torch():
+    first, second = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
+    optimizer = optim.SGD([{"params": [first]}, {"params": [second], "lr": 1.0}], lr=0.1)
+    assert repr(optimizer) == (
+        "SGD (\n"
+        "Parameter Group 0\n    dampening: 0.0\n    lr: 0.1\n    momentum: 0.0\n"
+        "    nesterov: False\n    weight_decay: 0.0\n"
+        "Parameter Group 1\n    dampening: 0.0\n    lr: 1.0\n    momentum: 0.0\n"
+        "    nesterov: False\n    weight_decay: 0.0\n"
+        ")"
+    )

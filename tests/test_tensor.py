@@ -12,14 +12,12 @@ from cnnlab import Tensor
 
 from helpers import assert_gradcheck, compare_with_torch
 
-rng = np.random.default_rng(0)
 
-
-def randn(*shape):
+def randn(rng, *shape):
     return rng.standard_normal(shape)
 
 
-def positive(*shape):
+def positive(rng, *shape):
     return rng.uniform(0.5, 2.0, shape)
 
 
@@ -41,10 +39,10 @@ def test_mixed_precision_promotes_like_numpy_and_scalars_keep_the_tensor_dtype()
     assert single.grad.dtype == np.float32 and double.grad.dtype == np.float64
 
 
-def test_gradient_has_the_parameter_shape_under_broadcasting():
-    weight = Tensor(randn(4, 1), requires_grad=True)
-    bias = Tensor(randn(3), requires_grad=True)
-    x = Tensor(randn(2, 4, 3))
+def test_gradient_has_the_parameter_shape_under_broadcasting(rng):
+    weight = Tensor(randn(rng, 4, 1), requires_grad=True)
+    bias = Tensor(randn(rng, 3), requires_grad=True)
+    x = Tensor(randn(rng, 2, 4, 3))
     out = (x * weight + bias).sum()
     out.backward()
     assert weight.grad.shape == (4, 1) and bias.grad.shape == (3,)
@@ -52,8 +50,8 @@ def test_gradient_has_the_parameter_shape_under_broadcasting():
     np.testing.assert_allclose(bias.grad, np.full(3, 8.0))
 
 
-def test_gradients_accumulate_until_zeroed():
-    w = Tensor(randn(3), requires_grad=True)
+def test_gradients_accumulate_until_zeroed(rng):
+    w = Tensor(randn(rng, 3), requires_grad=True)
     (w * 2).sum().backward()
     (w * 3).sum().backward()
     np.testing.assert_array_equal(w.grad, np.full(3, 5.0))
@@ -61,23 +59,23 @@ def test_gradients_accumulate_until_zeroed():
     assert w.grad is None
 
 
-def test_a_node_used_twice_gets_both_gradients():
-    x = Tensor(randn(5), requires_grad=True)
+def test_a_node_used_twice_gets_both_gradients(rng):
+    x = Tensor(randn(rng, 5), requires_grad=True)
     y = x * x + x
     y.sum().backward()
     np.testing.assert_allclose(x.grad, 2 * x.data + 1)
 
 
-def test_backward_needs_an_explicit_gradient_for_non_scalars():
-    x = Tensor(randn(2, 2), requires_grad=True)
+def test_backward_needs_an_explicit_gradient_for_non_scalars(rng):
+    x = Tensor(randn(rng, 2, 2), requires_grad=True)
     with pytest.raises(RuntimeError, match="one-element"):
         (x * 2).backward()
     (x * 2).backward(np.ones((2, 2)))
     np.testing.assert_array_equal(x.grad, np.full((2, 2), 2.0))
 
 
-def test_no_grad_builds_no_graph_and_detach_cuts_it():
-    w = Tensor(randn(3), requires_grad=True)
+def test_no_grad_builds_no_graph_and_detach_cuts_it(rng):
+    w = Tensor(randn(rng, 3), requires_grad=True)
     with cnnlab.no_grad():
         y = w * 2
     assert not y.requires_grad and y.is_leaf
@@ -121,8 +119,8 @@ def test_grad_mode_belongs_to_each_thread_as_in_torch():
     assert _grad_mode_seen_by_another_thread(cnnlab) == expected
 
 
-def test_the_graph_is_released_after_backward_unless_retained():
-    w = Tensor(randn(3), requires_grad=True)
+def test_the_graph_is_released_after_backward_unless_retained(rng):
+    w = Tensor(randn(rng, 3), requires_grad=True)
     loss = (w.exp() * w).sum()
     loss.backward(retain_graph=True)
     first = w.grad.copy()
@@ -162,8 +160,8 @@ def test_retain_graph_keeps_a_shared_subgraph_so_both_gradients_add_as_torch():
     assert not torch_hidden.is_leaf
 
 
-def test_a_freed_node_deep_in_the_graph_raises_and_shared_leaves_alone_still_work():
-    x = Tensor(randn(3), requires_grad=True)
+def test_a_freed_node_deep_in_the_graph_raises_and_shared_leaves_alone_still_work(rng):
+    x = Tensor(randn(rng, 3), requires_grad=True)
     hidden = (x.exp() * 2).tanh()
     hidden.sum().backward()
     before = x.grad.copy()
@@ -175,8 +173,8 @@ def test_a_freed_node_deep_in_the_graph_raises_and_shared_leaves_alone_still_wor
     np.testing.assert_allclose(x.grad, before + 2 + 2 * x.data)
 
 
-def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor():
-    x = Tensor(randn(4), requires_grad=True)
+def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor(rng):
+    x = Tensor(randn(rng, 4), requires_grad=True)
     hidden = (x * 3).retain_grad()
     (hidden * hidden).sum().backward()
     np.testing.assert_allclose(hidden.grad, 2 * hidden.data)
@@ -229,19 +227,21 @@ BINARY = [
     ("mul", lambda a, b: a * b),
     ("div", lambda a, b: a / b),
     ("matmul", lambda a, b: a @ b),
+    ("maximum", lambda a, b: a.maximum(b)),
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,op", BINARY)
-def test_binary_ops_match_torch_with_broadcasting(name, op, dtype):
+def test_binary_ops_match_torch_with_broadcasting(rng, name, op, dtype):
     if name == "matmul":
-        shapes = [((2, 3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 1, 4, 3), (5, 3, 2))]
+        shapes = [((2, 3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 1, 4, 3), (5, 3, 2)),
+                  ((2, 3, 4), (4,)), ((4,), (2, 4, 3))]  # a 1-D side against a batch
     else:
         shapes = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5)), ((), (2, 2))]
     for shape_a, shape_b in shapes:
-        b = positive(*shape_b) if name == "div" else randn(*shape_b)
-        compare_with_torch(op, op, [randn(*shape_a), b], dtype)
+        b = positive(rng, *shape_b) if name == "div" else randn(rng, *shape_b)
+        compare_with_torch(op, op, [randn(rng, *shape_a), b], dtype)
 
 
 UNARY = [
@@ -257,10 +257,13 @@ UNARY = [
     ("sum", lambda a: a.sum(), torch.sum, randn),
     ("sum1", lambda a: a.sum(axis=1), lambda a: a.sum(dim=1), randn),
     ("sum_keep", lambda a: a.sum(axis=(0, 2), keepdims=True), lambda a: a.sum((0, 2), True), randn),
+    ("sum_negative", lambda a: a.sum(axis=-1), lambda a: a.sum(dim=-1), randn),
+    ("sum_unordered", lambda a: a.sum(axis=(1, 0)), lambda a: a.sum(dim=(1, 0)), randn),
     ("mean", lambda a: a.mean(), torch.mean, randn),
     ("mean0", lambda a: a.mean(axis=0), lambda a: a.mean(dim=0), randn),
     ("max", lambda a: a.max(), torch.amax, randn),
     ("max2", lambda a: a.max(axis=2), lambda a: a.amax(dim=2), randn),
+    ("max_negative", lambda a: a.max(axis=-2), lambda a: a.amax(dim=-2), randn),
     ("min1", lambda a: a.min(dim=1, keepdim=True), lambda a: a.amin(1, True), randn),
     ("reshape", lambda a: a.reshape(4, 6), lambda a: a.reshape(4, 6), randn),
     ("flatten", lambda a: a.flatten(1), lambda a: a.flatten(1), randn),
@@ -275,19 +278,19 @@ UNARY = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,ours,theirs,make", UNARY, ids=[u[0] for u in UNARY])
-def test_unary_ops_match_torch(name, ours, theirs, make, dtype):
-    compare_with_torch(ours, theirs, [make(2, 3, 4)], dtype)
+def test_unary_ops_match_torch(rng, name, ours, theirs, make, dtype):
+    compare_with_torch(ours, theirs, [make(rng, 2, 3, 4)], dtype)
 
 
 @pytest.mark.parametrize("name,ours,theirs,make", UNARY, ids=[u[0] for u in UNARY])
-def test_unary_ops_pass_gradcheck(name, ours, theirs, make):
-    assert_gradcheck(ours, make(2, 3, 4))
+def test_unary_ops_pass_gradcheck(rng, name, ours, theirs, make):
+    assert_gradcheck(ours, make(rng, 2, 3, 4))
 
 
 @pytest.mark.parametrize("name,op", BINARY)
-def test_binary_ops_pass_gradcheck(name, op):
-    b = positive(4, 3) if name == "div" else randn(4, 3)
-    a = randn(2, 4) if name == "matmul" else randn(2, 4, 3)
+def test_binary_ops_pass_gradcheck(rng, name, op):
+    b = positive(rng, 4, 3) if name == "div" else randn(rng, 4, 3)
+    a = randn(rng, 2, 4) if name == "matmul" else randn(rng, 2, 4, 3)
     assert_gradcheck(op, a, b)
 
 
@@ -296,7 +299,7 @@ def test_max_shares_the_gradient_between_ties_like_torch_amax():
     compare_with_torch(lambda a: a.max(axis=1), lambda a: a.amax(dim=1), [data])
 
 
-def test_gradcheck_returns_false_for_a_wrong_gradient():
+def test_gradcheck_returns_false_for_a_wrong_gradient(rng):
     from cnnlab.ops.function import Function
 
     class WrongSquare(Function):
@@ -307,7 +310,7 @@ def test_gradcheck_returns_false_for_a_wrong_gradient():
         def backward(self, grad_output):
             return (grad_output * self.a,)  # should be 2 * a
 
-    x = Tensor(randn(3), requires_grad=True)
+    x = Tensor(randn(rng, 3), requires_grad=True)
     assert not cnnlab.gradcheck(lambda t: Tensor._make(WrongSquare, t), [x])
     assert cnnlab.gradcheck(lambda t: t * t, [x])
 
@@ -316,3 +319,56 @@ def test_gradcheck_insists_on_float64():
     with pytest.raises(ValueError, match="float64"):
         single = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
         cnnlab.gradcheck(lambda t: t * 2, [single])
+
+
+# ----- cases the comparisons above do not reach (each one a bug planted by mutation.sh) --------
+@pytest.mark.parametrize("name,op", BINARY)
+@pytest.mark.parametrize("which", [0, 1])
+def test_binary_ops_give_a_gradient_to_the_one_input_that_needs_it(rng, name, op, which):
+    arrays = [randn(rng, 3, 4), positive(rng, 4, 2) if name == "matmul" else positive(rng, 3, 4)]
+    ours = [Tensor(a.copy(), requires_grad=k == which) for k, a in enumerate(arrays)]
+    theirs = [torch.tensor(a.copy(), requires_grad=k == which) for k, a in enumerate(arrays)]
+    out = op(*ours)
+    upstream = randn(rng, *out.shape)
+    out.backward(upstream)
+    op(*theirs).backward(torch.from_numpy(upstream))
+    np.testing.assert_allclose(ours[which].grad, theirs[which].grad.numpy(), rtol=1e-12)
+    assert ours[1 - which].grad is None
+
+
+def test_maximum_splits_the_gradient_of_ties_like_torch():
+    a = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]])
+    b = np.array([[1.0, 3.0, 2.0], [0.0, -1.0, 4.0]])  # three ties
+    compare_with_torch(lambda x, y: x.maximum(y), torch.maximum, [a, b])
+
+
+def test_relu_of_zero_and_of_a_scalar_has_torchs_gradient():
+    compare_with_torch(lambda x: x.relu(), torch.relu, [np.array([-1.0, 0.0, 0.5, 2.0])])
+    for value in (-0.5, 0.0, 0.5):  # a 0-d tensor takes relu's unsplit path
+        compare_with_torch(lambda x: x.relu(), torch.relu, [np.array(value)], grad=np.array(3.0))
+
+
+def test_matmul_gradients_come_back_in_the_broadcast_batch_shape():
+    """The primitive's contract (the tensor then sums them to each input's shape): a 1-D side
+    loses its promoted axis, a batch stays."""
+    from cnnlab.ops.matmul import MatMul
+
+    for a_shape, b_shape, a_grad, b_grad in [
+        ((4,), (4, 3), (4,), (4, 3)),
+        ((4,), (2, 4, 3), (2, 4), (2, 4, 3)),
+        ((2, 3, 4), (4,), (2, 3, 4), (2, 4)),
+        ((3, 4), (4,), (3, 4), (4,)),
+    ]:
+        function = MatMul([True, True])
+        out = function.forward(np.ones(a_shape), np.ones(b_shape))
+        grads = function.backward(np.ones(out.shape))
+        assert (grads[0].shape, grads[1].shape) == (a_grad, b_grad)
+
+
+def test_the_function_base_class_insists_on_forward_and_backward():
+    from cnnlab.ops.function import Function
+
+    with pytest.raises(NotImplementedError):
+        Function([True]).forward(np.ones(2))
+    with pytest.raises(NotImplementedError):
+        Function([True]).backward(np.ones(2))

@@ -154,6 +154,28 @@ def test_parallel_for_covers_the_range_once_in_contiguous_shares(split_everythin
     assert sorted((s.start, s.stop) for s in shares) == [(0, 3), (3, 6), (6, 10)]
 
 
+@pytest.mark.parametrize("a_shape, b_shape, axis", [
+    ((6, 8), (8, 4), 0),  # 6 rows of the result against 4 columns: split the rows
+    ((3, 8), (8, 5), 1),  # 3 rows against 5 columns: split the columns
+])
+def test_matrix_products_split_the_longer_side_of_the_result(split_everything, monkeypatch, rng,
+                                                             a_shape, b_shape, axis):
+    from cnnlab.ops import matmul
+
+    cnnlab.set_num_threads(3)
+    shares, split = [], matmul.parallel_for
+
+    def recording(function, length, nbytes):
+        split(lambda share: (shares.append(share), function(share)), length, nbytes)
+
+    monkeypatch.setattr(matmul, "parallel_for", recording)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    np.testing.assert_allclose(matmul.product(a, b), a @ b, rtol=1e-14)
+    longer = a_shape[0] if axis == 0 else b_shape[1]
+    assert sorted((s.start, s.stop) for s in shares) == [
+        (longer * k // 3, longer * (k + 1) // 3) for k in range(3)]
+
+
 def test_small_work_stays_on_the_calling_thread(monkeypatch):
     before = cnnlab.get_num_threads()
     try:

@@ -150,13 +150,6 @@ def window_view(padded, kernel, stride, out_hw):
     )
 
 
-def check_input(op, x, channels_name="C"):
-    if x.ndim != 4:
-        raise ValueError(
-            f"{op}: expected input of shape (N, {channels_name}, H, W), got {tuple(x.shape)}"
-        )
-
-
 class Conv2d(Function):
     """out = cross-correlation of x with weight (+ bias), as torch.nn.functional.conv2d.
 
