@@ -139,6 +139,13 @@ EQUIVALENT = [
      "shift <= (KH - 1) * Wp + KW - 1 < Hp * Wp <= len(grid_rows): never equal"),
     (CONV, "per_image = pixels * (c_out + c_in) * grid.itemsize", "*",
      "only the size of the input gradient's cache blocks (at least one image each) changes"),
+    (CONV, "if pad_h or pad_w:", "*",
+     "speed only: a contiguous copy of the same values (the padding is cropped either way)"),
+    (CONV, "grad_x = contiguous(grad_x)  # gapped arrays slow every later ufunc", "pass",
+     "speed only: a contiguous copy of the same values"),
+    (POOL, "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:",
+     "if padding[0] > kernel[0] / 2 or padding[1] > kernel[1] // 2:",
+     "for an integer padding p and kernel k, p > k // 2 exactly when p > k / 2"),
     (CONV, "grad_rows = grad_rows.astype(self.weight.dtype, copy=False)", "pass",
      "the upstream gradient comes in the output's dtype (Tensor.backward casts it), which is "
      "the compute dtype the weight was cast to: the cast never changes anything"),

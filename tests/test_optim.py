@@ -77,18 +77,34 @@ def run_torch(name, options, values, steps):
                 param.grad = torch.from_numpy(fake_gradient(param.detach().numpy(), step))
         optimizer.step()
         trajectory.append([param.detach().numpy().copy() for param in params])
-    return trajectory
+    return trajectory, optimizer
 
 
 @pytest.mark.parametrize("name, options", CONFIGS, ids=lambda c: str(c))
 def test_trajectory_matches_torch(name, options):
     values = initial_values()
     ours, _ = run_cnnlab(name, options, values, STEPS)
-    theirs = run_torch(name, options, values, STEPS)
+    theirs, _ = run_torch(name, options, values, STEPS)
     for step, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
         for a, b in zip(mine, reference, strict=True):
             assert np.allclose(a, b, rtol=1e-13, atol=1e-14), f"step {step}: {np.abs(a - b).max()}"
     assert not np.allclose(ours[-1][0], values[0])  # it moved
+
+
+@pytest.mark.parametrize("name, options", CONFIGS, ids=lambda c: str(c))
+def test_state_holds_what_torchs_holds(name, options):
+    """The same entries per parameter (step counts included, buffers only where torch keeps
+    them) with the same values, after steps in which one parameter sometimes has no gradient."""
+    values = initial_values()
+    _, ours = run_cnnlab(name, options, values, 4)
+    _, theirs = run_torch(name, options, values, 4)
+    ours, theirs = ours.state_dict()["state"], theirs.state_dict()["state"]
+    assert sorted(ours) == sorted(theirs)
+    for index, entry in theirs.items():
+        expected = {field: value for field, value in entry.items() if value is not None}
+        assert sorted(ours[index]) == sorted(expected), index
+        for field, value in expected.items():
+            np.testing.assert_allclose(ours[index][field], np.asarray(value), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name, options", CONFIGS[1::3], ids=lambda c: str(c))
