@@ -151,6 +151,8 @@ EQUIVALENT = [
      "the compute dtype the weight was cast to: the cast never changes anything"),
     ("src/cnnlab/optim/optimizer.py", "for group, saved in zip(self.param_groups, groups, "
      "strict=True):", "*", "the group sizes were compared just above, so the lengths agree"),
+    ("src/cnnlab/optim/lr_scheduler.py", "for group, lr in zip(self.optimizer.param_groups, "
+     "values, strict=True):", "*", "every schedule returns one lr per group"),
     (HOG, "tiny = np.float64(2 * np.finfo(np.float32).tiny).view(np.int64)", "*",
      "the margin above float32's normal range: between 1 and 3 times its smallest normal "
      "number the float32 grid is the normal one, where the bit test alone is exact, so "

@@ -259,6 +259,43 @@ def test_schedules_resume_from_state_dict(kind):
     assert lrs == reference
 
 
+def assert_entries_equal_torchs(ours, theirs, where="state"):
+    """The entries both state dicts have hold the same values, down into nested schedulers
+    (each side keeps a few of its own: torch _get_lr_called_within_step, cnnlab SequentialLR's
+    base_lrs)."""
+    if isinstance(ours, dict):
+        common = set(ours) & set(theirs)
+        assert {"last_epoch", "_last_lr"} <= common, where
+        for key in common:
+            assert_entries_equal_torchs(ours[key], theirs[key], f"{where}.{key}")
+    elif isinstance(ours, list) and ours and isinstance(ours[0], dict):
+        assert len(ours) == len(theirs), where
+        for index, (mine, their) in enumerate(zip(ours, theirs, strict=True)):
+            assert_entries_equal_torchs(mine, their, f"{where}[{index}]")
+    else:
+        assert ours == theirs, f"{where}: {ours} != {theirs}"
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_scheduler_state_holds_what_torchs_holds(kind):
+    make_ours, make_theirs = SCHEDULES[kind]
+    ours_optimizer = optim.SGD([nn.Parameter(np.ones(1))], lr=0.1)
+    theirs_optimizer = torch.optim.SGD([torch.ones(1, requires_grad=True)], lr=0.1)
+    ours, theirs = make_ours(ours_optimizer), make_theirs(theirs_optimizer)
+    for _ in range(7):  # into SequentialLR's second schedule
+        ours_optimizer.step(), theirs_optimizer.step()
+        ours.step(), theirs.step()
+    state = ours.state_dict()
+    if kind != "warmup-cosine":  # SequentialLR counts no steps, its schedules do
+        assert state["_step_count"] == 8  # the construction's step and seven more
+    assert_entries_equal_torchs(state, theirs.state_dict())
+
+
+def test_a_scheduler_without_a_schedule_raises():
+    with pytest.raises(NotImplementedError):
+        lr_scheduler.LRScheduler(optim.SGD([nn.Parameter(np.ones(1))], lr=0.1))
+
+
 def test_scheduler_arguments_are_validated():
     optimizer = optim.SGD([nn.Parameter(np.ones(1))], lr=0.1)
     with pytest.raises(ValueError, match="step_size must be a positive int"):
