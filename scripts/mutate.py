@@ -146,6 +146,9 @@ EQUIVALENT = [
     (POOL, "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:",
      "if padding[0] > kernel[0] / 2 or padding[1] > kernel[1] // 2:",
      "for an integer padding p and kernel k, p > k // 2 exactly when p > k / 2"),
+    (POOL, "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:",
+     "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] / 2:",
+     "for an integer padding p and kernel k, p > k // 2 exactly when p > k / 2"),
     (CONV, "grad_rows = grad_rows.astype(self.weight.dtype, copy=False)", "pass",
      "the upstream gradient comes in the output's dtype (Tensor.backward casts it), which is "
      "the compute dtype the weight was cast to: the cast never changes anything"),
