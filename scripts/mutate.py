@@ -139,11 +139,23 @@ EQUIVALENT = [
      "shift <= (KH - 1) * Wp + KW - 1 < Hp * Wp <= len(grid_rows): never equal"),
     (CONV, "per_image = pixels * (c_out + c_in) * grid.itemsize", "*",
      "only the size of the input gradient's cache blocks (at least one image each) changes"),
+    (CONV, "if pad_h or pad_w:", "*",
+     "speed only: a contiguous copy of the same values (the padding is cropped either way)"),
+    (CONV, "grad_x = contiguous(grad_x)  # gapped arrays slow every later ufunc", "pass",
+     "speed only: a contiguous copy of the same values"),
+    (POOL, "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:",
+     "if padding[0] > kernel[0] / 2 or padding[1] > kernel[1] // 2:",
+     "for an integer padding p and kernel k, p > k // 2 exactly when p > k / 2"),
+    (POOL, "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:",
+     "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] / 2:",
+     "for an integer padding p and kernel k, p > k // 2 exactly when p > k / 2"),
     (CONV, "grad_rows = grad_rows.astype(self.weight.dtype, copy=False)", "pass",
      "the upstream gradient comes in the output's dtype (Tensor.backward casts it), which is "
      "the compute dtype the weight was cast to: the cast never changes anything"),
     ("src/cnnlab/optim/optimizer.py", "for group, saved in zip(self.param_groups, groups, "
      "strict=True):", "*", "the group sizes were compared just above, so the lengths agree"),
+    ("src/cnnlab/optim/lr_scheduler.py", "for group, lr in zip(self.optimizer.param_groups, "
+     "values, strict=True):", "*", "every schedule returns one lr per group"),
     (HOG, "tiny = np.float64(2 * np.finfo(np.float32).tiny).view(np.int64)", "*",
      "the margin above float32's normal range: between 1 and 3 times its smallest normal "
      "number the float32 grid is the normal one, where the bit test alone is exact, so "

@@ -394,6 +394,8 @@ def test_pool_rejects_bad_input(kind, op):
         function_class([False]).forward(np.zeros((3, 8, 8)), **options)
     with pytest.raises(ValueError, match=f"{op}: padding should be at most half of kernel size"):
         function_class([False]).forward(np.zeros((1, 1, 8, 8)), **{**options, "padding": (2, 0)})
+    with pytest.raises(ValueError, match=f"{op}: padding should be at most half of kernel size"):
+        function_class([False]).forward(np.zeros((1, 1, 8, 8)), **{**options, "padding": (1, 2)})
     with pytest.raises(ValueError, match=rf"{op}: output width \(W - K \+ 2P\)/S \+ 1 = \(1 - 2"):
         function_class([False]).forward(np.zeros((1, 1, 4, 1)), **options)
 

@@ -77,18 +77,34 @@ def run_torch(name, options, values, steps):
                 param.grad = torch.from_numpy(fake_gradient(param.detach().numpy(), step))
         optimizer.step()
         trajectory.append([param.detach().numpy().copy() for param in params])
-    return trajectory
+    return trajectory, optimizer
 
 
 @pytest.mark.parametrize("name, options", CONFIGS, ids=lambda c: str(c))
 def test_trajectory_matches_torch(name, options):
     values = initial_values()
     ours, _ = run_cnnlab(name, options, values, STEPS)
-    theirs = run_torch(name, options, values, STEPS)
+    theirs, _ = run_torch(name, options, values, STEPS)
     for step, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
         for a, b in zip(mine, reference, strict=True):
             assert np.allclose(a, b, rtol=1e-13, atol=1e-14), f"step {step}: {np.abs(a - b).max()}"
     assert not np.allclose(ours[-1][0], values[0])  # it moved
+
+
+@pytest.mark.parametrize("name, options", CONFIGS, ids=lambda c: str(c))
+def test_state_holds_what_torchs_holds(name, options):
+    """The same entries per parameter (step counts included, buffers only where torch keeps
+    them) with the same values, after steps in which one parameter sometimes has no gradient."""
+    values = initial_values()
+    _, ours = run_cnnlab(name, options, values, 4)
+    _, theirs = run_torch(name, options, values, 4)
+    ours, theirs = ours.state_dict()["state"], theirs.state_dict()["state"]
+    assert sorted(ours) == sorted(theirs)
+    for index, entry in theirs.items():
+        expected = {field: value for field, value in entry.items() if value is not None}
+        assert sorted(ours[index]) == sorted(expected), index
+        for field, value in expected.items():
+            np.testing.assert_allclose(ours[index][field], np.asarray(value), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name, options", CONFIGS[1::3], ids=lambda c: str(c))
@@ -241,6 +257,43 @@ def test_schedules_resume_from_state_dict(kind):
         reference_scheduler.step()
         reference.append(reference_scheduler.get_last_lr())
     assert lrs == reference
+
+
+def assert_entries_equal_torchs(ours, theirs, where="state"):
+    """The entries both state dicts have hold the same values, down into nested schedulers
+    (each side keeps a few of its own: torch _get_lr_called_within_step, cnnlab SequentialLR's
+    base_lrs)."""
+    if isinstance(ours, dict):
+        common = set(ours) & set(theirs)
+        assert {"last_epoch", "_last_lr"} <= common, where
+        for key in common:
+            assert_entries_equal_torchs(ours[key], theirs[key], f"{where}.{key}")
+    elif isinstance(ours, list) and ours and isinstance(ours[0], dict):
+        assert len(ours) == len(theirs), where
+        for index, (mine, their) in enumerate(zip(ours, theirs, strict=True)):
+            assert_entries_equal_torchs(mine, their, f"{where}[{index}]")
+    else:
+        assert ours == theirs, f"{where}: {ours} != {theirs}"
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_scheduler_state_holds_what_torchs_holds(kind):
+    make_ours, make_theirs = SCHEDULES[kind]
+    ours_optimizer = optim.SGD([nn.Parameter(np.ones(1))], lr=0.1)
+    theirs_optimizer = torch.optim.SGD([torch.ones(1, requires_grad=True)], lr=0.1)
+    ours, theirs = make_ours(ours_optimizer), make_theirs(theirs_optimizer)
+    for _ in range(7):  # into SequentialLR's second schedule
+        ours_optimizer.step(), theirs_optimizer.step()
+        ours.step(), theirs.step()
+    state = ours.state_dict()
+    if kind != "warmup-cosine":  # SequentialLR counts no steps, its schedules do
+        assert state["_step_count"] == 8  # the construction's step and seven more
+    assert_entries_equal_torchs(state, theirs.state_dict())
+
+
+def test_a_scheduler_without_a_schedule_raises():
+    with pytest.raises(NotImplementedError):
+        lr_scheduler.LRScheduler(optim.SGD([nn.Parameter(np.ones(1))], lr=0.1))
 
 
 def test_scheduler_arguments_are_validated():
