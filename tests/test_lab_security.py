@@ -118,7 +118,9 @@ def wait_until(condition, timeout=60.0, what="the condition"):
 
 def test_one_training_at_a_time_and_stop_sends_sigint(client, runs_dir):
     token = {"x-cnnlab-token": TOKEN}
-    options = {"model": "mlp", "dataset": "fashion-mnist", "epochs": 5, "limit_train": 1000,
+    # far more epochs than the test lets it train: the run cannot finish before Stop arrives,
+    # however the machine's load delays the test (5 epochs of 1,000 images once did)
+    options = {"model": "mlp", "dataset": "fashion-mnist", "epochs": 500, "limit_train": 1000,
                "name": "from-the-page"}
     path = runs_dir / "from-the-page"
     try:
@@ -126,7 +128,7 @@ def test_one_training_at_a_time_and_stop_sends_sigint(client, runs_dir):
         assert started.status_code == 202, started.text
         assert started.json()["state"] == "running" and started.json()["run"] == "from-the-page"
         assert started.json()["command"] == (
-            f"cnnlab train --model mlp --dataset fashion-mnist --epochs 5 --limit-train 1000 "
+            f"cnnlab train --model mlp --dataset fashion-mnist --epochs 500 --limit-train 1000 "
             f"--out {path}")
         error_of(client.post("/api/training", json={"name": "second"}, headers=token), 409)
         error_of(client.post("/api/runs/stopped/resume", json={}, headers=token), 409)
