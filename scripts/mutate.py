@@ -80,6 +80,9 @@ TESTS = {
 # survives edits elsewhere in the file; a line that changes drops out of it and is run again.
 CONV, POOL, HOG = "src/cnnlab/ops/conv.py", "src/cnnlab/ops/pool.py", "src/cnnlab/features/hog.py"
 ELEMENTWISE = "src/cnnlab/ops/elementwise.py"
+SCHEDULER = "src/cnnlab/optim/lr_scheduler.py"
+CLOSED_FORM = "closed forms are only evaluated at epoch 0 (SequentialLR's milestones), where " \
+              "the exponent is 0 either way"
 SPLIT = "speed only: decides whether the work is split over threads, and split or not the " \
         "results agree (test_threads)"
 EQUIVALENT = [
@@ -154,7 +157,23 @@ EQUIVALENT = [
      "the compute dtype the weight was cast to: the cast never changes anything"),
     ("src/cnnlab/optim/optimizer.py", "for group, saved in zip(self.param_groups, groups, "
      "strict=True):", "*", "the group sizes were compared just above, so the lengths agree"),
-    ("src/cnnlab/optim/lr_scheduler.py", "for group, lr in zip(self.optimizer.param_groups, "
+    (SCHEDULER, "return [base * self.gamma ** (self.last_epoch // self.step_size) for base in "
+     "self.base_lrs]", "return [base * self.gamma ** (self.last_epoch / self.step_size) for "
+     "base in self.base_lrs]", CLOSED_FORM),
+    (SCHEDULER, "return [base * self.gamma ** (self.last_epoch // self.step_size) for base in "
+     "self.base_lrs]", "return [base / self.gamma ** (self.last_epoch // self.step_size) for "
+     "base in self.base_lrs]", CLOSED_FORM),
+    (SCHEDULER, "if self._step_count == 1 and epoch > 0:", "*",
+     "get_lr sees _step_count 1 only in the initial step, which returns before this line "
+     "(torch gets here when built with last_epoch > 0, an argument cnnlab has not); at "
+     "_step_count 2 (epoch 1) the closed form and the recursion give the same float, since "
+     "halving is exact"),
+    (SCHEDULER, "return [low + (base - low) * (1 + math.cos(epoch * math.pi / period)) / 2",
+     "*", "unreachable, see the line above"),
+    (SCHEDULER, "if (epoch - 1 - period) % (2 * period) == 0:",
+     "if (epoch - 1 + period) % (2 * period) == 0:",
+     "-period and +period are the same modulo 2 * period"),
+    (SCHEDULER, "for group, lr in zip(self.optimizer.param_groups, "
      "values, strict=True):", "*", "every schedule returns one lr per group"),
     (HOG, "tiny = np.float64(2 * np.finfo(np.float32).tiny).view(np.int64)", "*",
      "the margin above float32's normal range: between 1 and 3 times its smallest normal "

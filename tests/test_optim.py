@@ -208,6 +208,12 @@ SCHEDULES = {
              lambda o: torch.optim.lr_scheduler.StepLR(o, 7, gamma=0.5)),
     "cosine": (lambda o: lr_scheduler.CosineAnnealingLR(o, 10, eta_min=0.001),
                lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 10, eta_min=0.001)),
+    "step-1": (lambda o: lr_scheduler.StepLR(o, 1, gamma=0.9),
+               lambda o: torch.optim.lr_scheduler.StepLR(o, 1, gamma=0.9)),
+    # A short period: the schedule climbs back and restarts (epochs 5, 13, 21, 29: a period
+    # plus one, then every two periods) within the 30 epochs.
+    "cosine-restarts": (lambda o: lr_scheduler.CosineAnnealingLR(o, 4, eta_min=0.01),
+                        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 4, eta_min=0.01)),
     "linear": (lambda o: lr_scheduler.LinearLR(o, 0.1, total_iters=6),
                lambda o: torch.optim.lr_scheduler.LinearLR(o, 0.1, total_iters=6)),
     "decay": (lambda o: lr_scheduler.LinearLR(o, 1.0, 0.2, total_iters=4),
@@ -221,6 +227,16 @@ SCHEDULES = {
                 torch.optim.lr_scheduler.CosineAnnealingLR(o, 20)], milestones=[5]),
     ),
 }
+
+
+SCHEDULES["warmup-step"] = (  # StepLR taking over at a milestone: from its closed form
+    lambda o: lr_scheduler.SequentialLR(
+        o, [lr_scheduler.LinearLR(o, 0.1, total_iters=3), lr_scheduler.StepLR(o, 4, 0.5)],
+        milestones=[3]),
+    lambda o: torch.optim.lr_scheduler.SequentialLR(
+        o, [torch.optim.lr_scheduler.LinearLR(o, 0.1, total_iters=3),
+            torch.optim.lr_scheduler.StepLR(o, 4, 0.5)], milestones=[3]),
+)
 
 
 @pytest.mark.parametrize("kind", SCHEDULES)
@@ -286,7 +302,7 @@ def test_scheduler_state_holds_what_torchs_holds(kind):
         ours_optimizer.step(), theirs_optimizer.step()
         ours.step(), theirs.step()
     state = ours.state_dict()
-    if kind != "warmup-cosine":  # SequentialLR counts no steps, its schedules do
+    if not kind.startswith("warmup-"):  # SequentialLR counts no steps, its schedules do
         assert state["_step_count"] == 8  # the construction's step and seven more
     assert_entries_equal_torchs(state, theirs.state_dict())
 
@@ -300,6 +316,15 @@ def test_scheduler_arguments_are_validated():
     optimizer = optim.SGD([nn.Parameter(np.ones(1))], lr=0.1)
     with pytest.raises(ValueError, match="step_size must be a positive int"):
         lr_scheduler.StepLR(optimizer, 0)
+    with pytest.raises(ValueError, match="^StepLR: step_size must be a positive int, got True$"):
+        lr_scheduler.StepLR(optimizer, True)
+    with pytest.raises(ValueError, match="^CosineAnnealingLR: T_max must be a positive int, got 0"):
+        lr_scheduler.CosineAnnealingLR(optimizer, 0)
+    with pytest.raises(ValueError, match="^LinearLR: total_iters must be a positive int, got 2.0"):
+        lr_scheduler.LinearLR(optimizer, total_iters=2.0)
+    scheduler = lr_scheduler.StepLR(optimizer, 1)  # the smallest period
+    with pytest.raises(ValueError, match=r"^StepLR.load_state_dict: unknown keys \['gama'\]$"):
+        scheduler.load_state_dict({**scheduler.state_dict(), "gama": 0.5})
     with pytest.raises(ValueError, match="start_factor"):
         lr_scheduler.LinearLR(optimizer, start_factor=0)
     with pytest.raises(TypeError, match="expected an Optimizer"):
