@@ -509,6 +509,7 @@ def main(argv=None):
 
     counts = {"killed": 0, "survived": 0, "equivalent": 0}
     survivors = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the temporary tree
     sys.dont_write_bytecode = True  # a mutant and the original may share an mtime and size
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if not args.list:

@@ -250,6 +250,9 @@ POOL_CASES = {
     "max, ties: the first maximum in row-major order takes the gradient":
         PoolCase("max", (7, 7), (3, 3), (2, 2), (1, 1), "ties"),
     "max, more than 256 taps (int32 index)": PoolCase("max", (17, 18), (16, 17), (1, 1)),
+    "max, 256 taps: the most a uint8 index holds": PoolCase("max", (16, 18), (16, 16), (1, 1)),
+    "max, 257 taps: one more than a uint8 index holds": PoolCase("max", (2, 259), (1, 257),
+                                                                   (1, 1)),
     "max, 1x1 kernel": PoolCase("max", (4, 5), (1, 1), (1, 1)),
     "avg, exact tiling": PoolCase("avg", (8, 6), (2, 2), (2, 2)),
     "avg, exact tiling of the padded input (zeros counted)": PoolCase("avg", (6, 4), (2, 2), (2, 2),

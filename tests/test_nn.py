@@ -340,3 +340,48 @@ def test_functional_batch_norm_passes_gradcheck(rng, training, shape):
     )
     assert_gradcheck(lambda x: F.batch_norm(x, None, None, training=True) * 2.0,
                      rng.standard_normal(shape))
+
+
+# ----- what the loss modules check and show (each a bug mutation.sh planted) -------------------
+def test_looks_like_probabilities_on_its_edge_cases():
+    from cnnlab.nn.losses import looks_like_probabilities
+
+    one_hot = np.eye(3)[[0, 2, 1, 1]]  # exact zeros are probabilities too
+    assert looks_like_probabilities(one_hot)  # an ndarray, as well as a Tensor
+    assert looks_like_probabilities(cnnlab.Tensor(one_hot))
+    assert looks_like_probabilities(np.array([[0.3, 0.7]]))  # two classes, one row
+    assert not looks_like_probabilities(np.ones((4, 1)))  # one class: its rows always sum to 1
+    assert not looks_like_probabilities(np.zeros((0, 5)))  # no rows to judge
+    assert not looks_like_probabilities(np.full((2, 3), 0.5))  # rows sum to 1.5
+    assert not looks_like_probabilities(np.array([0.2, 0.8]))  # not (N, C)
+    assert looks_like_probabilities(np.array([[0.2, 0.80009]]))  # within atol = 1e-4
+    assert not looks_like_probabilities(np.array([[0.2, 0.8002]]))
+
+
+def test_the_probability_warning_points_at_the_callers_line():
+    with pytest.warns(UserWarning, match="looks like probabilities") as record:
+        nn.CrossEntropyLoss()(cnnlab.Tensor(np.full((2, 4), 0.25)), np.array([0, 3]))
+    assert record[0].filename == __file__
+
+
+def test_loss_reprs_show_what_differs_from_the_defaults():
+    assert repr(nn.CrossEntropyLoss()) == "CrossEntropyLoss()"
+    assert repr(nn.CrossEntropyLoss(reduction="sum")) == "CrossEntropyLoss(reduction='sum')"
+    assert repr(nn.MultiClassHingeLoss()) == "MultiClassHingeLoss()"
+    assert repr(nn.MultiClassHingeLoss(margin=0.5, reduction="none")) == (
+        "MultiClassHingeLoss(margin=0.5, reduction='none')")
+
+
+@pytest.mark.parametrize("margin", [True, "1", None])
+def test_hinge_margin_must_be_a_number(margin):
+    with pytest.raises(ValueError, match=f"^MultiClassHingeLoss: margin must be a number, got "
+                                         f"{margin!r}$"):
+        nn.MultiClassHingeLoss(margin=margin)
+
+
+def test_l2_penalty_takes_zero_and_refuses_booleans():
+    model = nn.Linear(3, 2)
+    assert nn.l2_penalty(model, 0).item() == 0.0
+    with pytest.raises(ValueError, match="^l2_penalty: reg must be a non-negative number, got "
+                                         "True$"):
+        nn.l2_penalty(model, True)

@@ -221,14 +221,29 @@ SCHEDULES = {
     "warmup-cosine": (
         lambda o: lr_scheduler.SequentialLR(
             o, [lr_scheduler.LinearLR(o, 0.01, total_iters=5),
-                lr_scheduler.CosineAnnealingLR(o, 20)], milestones=[5]),
+                lr_scheduler.CosineAnnealingLR(o, 20, eta_min=1e-3)], milestones=[5]),
         lambda o: torch.optim.lr_scheduler.SequentialLR(
             o, [torch.optim.lr_scheduler.LinearLR(o, 0.01, total_iters=5),
-                torch.optim.lr_scheduler.CosineAnnealingLR(o, 20)], milestones=[5]),
+                torch.optim.lr_scheduler.CosineAnnealingLR(o, 20, eta_min=1e-3)], milestones=[5]),
     ),
 }
 
 
+SCHEDULES["linear-defaults"] = (lr_scheduler.LinearLR, torch.optim.lr_scheduler.LinearLR)
+SCHEDULES["linear-to-zero"] = (lambda o: lr_scheduler.LinearLR(o, 1.0, 0.0, total_iters=4),
+                               lambda o: torch.optim.lr_scheduler.LinearLR(o, 1.0, 0.0, 4))
+# Three schedules, the last two entered at milestones through their closed forms (LinearLR's
+# at its start factor, CosineAnnealingLR's at its base); built after StepLR, LinearLR has
+# already lowered the lr, which SequentialLR must undo.
+SCHEDULES["warmup-three-phases"] = (
+    lambda o: lr_scheduler.SequentialLR(
+        o, [lr_scheduler.StepLR(o, 2, 0.5), lr_scheduler.LinearLR(o, 0.5, total_iters=3),
+            lr_scheduler.CosineAnnealingLR(o, 5, eta_min=0.01)], milestones=[4, 9]),
+    lambda o: torch.optim.lr_scheduler.SequentialLR(
+        o, [torch.optim.lr_scheduler.StepLR(o, 2, 0.5),
+            torch.optim.lr_scheduler.LinearLR(o, 0.5, total_iters=3),
+            torch.optim.lr_scheduler.CosineAnnealingLR(o, 5, eta_min=0.01)], milestones=[4, 9]),
+)
 SCHEDULES["warmup-step"] = (  # StepLR taking over at a milestone: from its closed form
     lambda o: lr_scheduler.SequentialLR(
         o, [lr_scheduler.LinearLR(o, 0.1, total_iters=3), lr_scheduler.StepLR(o, 4, 0.5)],
@@ -322,6 +337,18 @@ def test_scheduler_arguments_are_validated():
         lr_scheduler.CosineAnnealingLR(optimizer, 0)
     with pytest.raises(ValueError, match="^LinearLR: total_iters must be a positive int, got 2.0"):
         lr_scheduler.LinearLR(optimizer, total_iters=2.0)
+    for bad in ({"start_factor": 1.5}, {"end_factor": 1.5}, {"end_factor": -0.1}):
+        with pytest.raises(ValueError, match=f"^LinearLR: {next(iter(bad))} must be in "):
+            lr_scheduler.LinearLR(optimizer, **bad)
+    cosine = lr_scheduler.CosineAnnealingLR(optimizer, 4)
+    with pytest.raises(ValueError, match="^SequentialLR: expected one milestone fewer than "
+                                         "schedulers, got 0 schedulers and 0 milestones$"):
+        lr_scheduler.SequentialLR(optimizer, [], [])
+    with pytest.raises(ValueError, match="got 1 schedulers and 1 milestones"):
+        lr_scheduler.SequentialLR(optimizer, [cosine], [3])
+    other = lr_scheduler.StepLR(optim.SGD([nn.Parameter(np.ones(1))], lr=0.1), 2)
+    with pytest.raises(ValueError, match="every scheduler must belong to the same optimizer"):
+        lr_scheduler.SequentialLR(optimizer, [cosine, other], [3])
     scheduler = lr_scheduler.StepLR(optimizer, 1)  # the smallest period
     with pytest.raises(ValueError, match=r"^StepLR.load_state_dict: unknown keys \['gama'\]$"):
         scheduler.load_state_dict({**scheduler.state_dict(), "gama": 0.5})
