@@ -76,7 +76,8 @@ TESTS = {
 }
 
 # Mutants that cannot change any result: (file, line, mutated line or "*" for every mutant of the
-# line, why). Not run, not scored. Lines are matched by their text (stripped), so the list
+# line, why[, scope: the enclosing "Class.function" (or a tuple of them) where lines elsewhere read
+# alike]). Not run, not scored. Lines are matched by their text (stripped), so the list
 # survives edits elsewhere in the file; a line that changes drops out of it and is run again.
 CONV, POOL, HOG = "src/cnnlab/ops/conv.py", "src/cnnlab/ops/pool.py", "src/cnnlab/features/hog.py"
 ELEMENTWISE = "src/cnnlab/ops/elementwise.py"
@@ -87,7 +88,8 @@ SPLIT = "speed only: decides whether the work is split over threads, and split o
         "results agree (test_threads)"
 EQUIVALENT = [
     ("src/cnnlab/ops/reduce.py", "def forward(self, a, *, axis=None, keepdims=False):", "*",
-     "a default no caller uses: Tensor.sum and Tensor.max always pass keepdims"),
+     "a default no caller uses: Tensor.sum and Tensor.max always pass keepdims",
+     ("Sum.forward", "Max.forward")),
     ("src/cnnlab/ops/movement.py", "return all(item is None or item is Ellipsis or "
      "isinstance(item, int | slice) for item in items)", "*",
      "a basic index taken for an advanced one goes through np.add.at, which handles None, "
@@ -152,6 +154,21 @@ EQUIVALENT = [
     (POOL, "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:",
      "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] / 2:",
      "for an integer padding p and kernel k, p > k // 2 exactly when p > k / 2"),
+    (POOL, "stride[a] == kernel[a] and (padded_hw[a] - kernel[a]) % stride[a] == 0 for a in "
+     "(0, 1)", "stride[a] == kernel[a] and (padded_hw[a] + kernel[a]) % stride[a] == 0 for a "
+     "in (0, 1)", "with stride == kernel, adding or subtracting the kernel leaves the "
+     "remainder the same"),
+    (POOL, "stride[a] == kernel[a] and (padded_hw[a] - kernel[a]) % stride[a] == 0 for a in "
+     "(0, 1)", "stride[a] == kernel[a] and (padded_hw[a] - kernel[a]) / stride[a] == 0 for a "
+     "in (0, 1)", "speed only: fewer tilings are taken for exact, and their buffer is zeroed "
+     "first, which the copies then overwrite"),
+    (POOL, "if pad_h or pad_w:", "*",
+     "speed only: a contiguous copy of the same values (the padding is cropped either way)"),
+    (POOL, "grad = contiguous(grad)", "pass", "speed only: a contiguous copy of the same values"),
+    (POOL, "for tap in taps[1:]:", "for tap in taps[0:]:",
+     "the running maximum starts as tap 0; its maximum with itself changes nothing"),
+    (POOL, "for k in range(1, kernel_taps):", "for k in range(0, kernel_taps):",
+     "tap 0 is never strictly greater than itself: no index changes"),
     (CONV, "grad_rows = grad_rows.astype(self.weight.dtype, copy=False)", "pass",
      "the upstream gradient comes in the output's dtype (Tensor.backward casts it), which is "
      "the compute dtype the weight was cast to: the cast never changes anything"),
@@ -173,6 +190,26 @@ EQUIVALENT = [
     (SCHEDULER, "if (epoch - 1 - period) % (2 * period) == 0:",
      "if (epoch - 1 + period) % (2 * period) == 0:",
      "-period and +period are the same modulo 2 * period"),
+    (SCHEDULER, "for base, lr in zip(self.base_lrs, self._current_lrs(), strict=True)]", "*",
+     "one base lr per group, as the optimiser's groups"),
+    (SCHEDULER, "cosine = 1 + math.cos(math.pi * self.last_epoch / self.T_max)",
+     "cosine = 1 + math.cos(math.pi * self.last_epoch * self.T_max)", CLOSED_FORM),
+    (SCHEDULER, "progress = min(self.total_iters, self.last_epoch) / self.total_iters",
+     "progress = min(self.total_iters, self.last_epoch) * self.total_iters", CLOSED_FORM),
+    (SCHEDULER, "factor = self.start_factor + (self.end_factor - self.start_factor) * progress",
+     "factor = self.start_factor + (self.end_factor + self.start_factor) * progress",
+     CLOSED_FORM + " (progress 0)"),
+    (SCHEDULER, "factor = self.start_factor + (self.end_factor - self.start_factor) * progress",
+     "factor = self.start_factor - (self.end_factor - self.start_factor) * progress",
+     CLOSED_FORM + " (progress 0)"),
+    (SCHEDULER, "self.base_lrs = [group[\"initial_lr\"] for group in optimizer.param_groups]",
+     "pass", "SequentialLR's own base_lrs is read by nothing: its schedules keep theirs",
+     "SequentialLR.__init__"),
+    (SCHEDULER, "if index > 0 and self._milestones[index - 1] == self.last_epoch:",
+     "if index >= 0 and self._milestones[index - 1] == self.last_epoch:",
+     "index 0 means last_epoch < milestones[0] <= milestones[-1]: never equal"),
+    (SCHEDULER, "for scheduler, saved in zip(self._schedulers, nested, strict=True):", "*",
+     "the lengths were compared just above"),
     (SCHEDULER, "for group, lr in zip(self.optimizer.param_groups, "
      "values, strict=True):", "*", "every schedule returns one lr per group"),
     (HOG, "tiny = np.float64(2 * np.finfo(np.float32).tiny).view(np.int64)", "*",
@@ -232,6 +269,7 @@ class Mutant:
     original: str  # the line as written
     mutated: str  # the line with the bug
     kind: str
+    scope: str = ""  # the enclosing class and function, e.g. "SequentialLR.__init__"
 
     @property
     def key(self):
@@ -311,6 +349,18 @@ def mutants_of(path, text):
     tree, source = ast.parse(text), Source(text)
     protected = protected_ranges(tree)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    scopes = {}
+
+    def name_scopes(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                scopes.update((line, name) for line in range(child.lineno, child.end_lineno + 1))
+                name_scopes(child, name + ".")
+            else:
+                name_scopes(child, prefix)
+
+    name_scopes(tree, "")
 
     def in_reshape_size(node):  # the 1 of a -1 passed to reshape
         minus, call = parents.get(node), parents.get(parents.get(node))
@@ -323,7 +373,7 @@ def mutants_of(path, text):
             line, mutated = change
             original = source.lines[line - 1]
             if mutated != original and "pragma: no mutate" not in original:
-                found.append(Mutant(path, line, original, mutated, kind))
+                found.append(Mutant(path, line, original, mutated, kind, scopes.get(line, "")))
 
     def swap_token(kind, token, text):
         if token is not None:
@@ -492,11 +542,19 @@ def main(argv=None):
     unknown = [f for f in files if f not in TESTS]
     if unknown:
         parser.error(f"no tests mapped for {', '.join(unknown)} (see TESTS in {__file__})")
-    equivalent = {(path, line.strip(), mutated.strip()): why
-                  for path, line, mutated, why in EQUIVALENT}
+    # (file, line, mutated line or "*") -> (why, scope or None: the scope it is limited to)
+    equivalent = {(path, line.strip(), mutated.strip()): (why, scope[0] if scope else None)
+                  for path, line, mutated, why, *scope in EQUIVALENT}
+    scopes_seen = {}  # entry -> the scopes of the mutants it matched
 
     def equivalent_reason(mutant):
-        return equivalent.get(mutant.key) or equivalent.get(mutant.key[:2] + ("*",))
+        for key in (mutant.key, mutant.key[:2] + ("*",)):
+            if key in equivalent:
+                why, scope = equivalent[key]
+                if scope is None or mutant.scope in ((scope,) if isinstance(scope, str) else scope):
+                    scopes_seen.setdefault(key, set()).add(mutant.scope)
+                    return why
+        return None
 
     wanted = survivors_in(args.rerun) if args.rerun else None
     log = open(args.log, "w") if args.log else None  # noqa: SIM115
@@ -522,6 +580,8 @@ def main(argv=None):
             text = (ROOT / path).read_text()
             every = mutants_of(path, text)
             matched |= {key for m in every for key in (m.key, m.key[:2] + ("*",))}
+            for mutant in every:  # an unscoped entry must not cover two lines that read alike
+                equivalent_reason(mutant)
             mutants = [m for m in every
                        if (args.match is None or args.match in m.original)
                        and (wanted is None or m.key in wanted)]
@@ -563,6 +623,9 @@ def main(argv=None):
     for key in equivalent:  # a line that changed: its entry is dead, and its mutants run
         if key[0] in files and key not in matched:
             report(f"STALE EQUIVALENT entry, no such mutant now: {' :: '.join(key)}")
+        if equivalent[key][1] is None and len(scopes_seen.get(key, ())) > 1:
+            report(f"AMBIGUOUS EQUIVALENT entry, the line is in {sorted(scopes_seen[key])}: "
+                   f"give it the scope it is meant for: {' :: '.join(key)}")
     if args.list:
         return 0
     scored = counts["killed"] + counts["survived"]
