@@ -1,7 +1,7 @@
 """Mutation testing of the engine and features: plant one single-line bug at a time, run that
 module's tests, and report every bug no test caught.
 
-    scripts/mutation.sh [FILE ...] [--match TEXT] [--list] [--log PATH] [--rerun LOG]
+    scripts/mutation.sh [FILE ...] [--match TEXT] [--list] [--log PATH] [--rerun LOG] [--jobs N]
 
 For each target file (all of TESTS below by default) it makes every mutant of these kinds, each
 a change to one line:
@@ -480,17 +480,18 @@ def copy_tree(destination):
     shutil.copy2(ROOT / "pyproject.toml", destination / "pyproject.toml")
 
 
-def run_tests(tree, tests, timeout):
-    """'passed', 'failed' or 'timeout' for the test files run in the copy `tree`.
+def start_tests(tree, tests, timeout):
+    """Start the test files in the copy `tree` in a child process; returns its pid.
 
-    Each run is a fork of this process, which has imported pytest and the tests' heavy
-    dependencies (torch, ...) but not cnnlab or the tests: the child imports those fresh from
-    the copy, and no run pays torch's import again.
+    The child is a fork of this process, which has imported pytest and the tests' heavy
+    dependencies (torch, ...) but not cnnlab or the tests: it imports those fresh from the
+    copy, and no run pays torch's import again. A timeout ends it by SIGALRM.
     """
     child = os.fork()
-    if child == 0:  # the child: run pytest, exit with its status (a timeout kills it by SIGALRM)
+    if child == 0:
         status = 3
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.alarm(max(1, int(timeout)))
             os.chdir(tree)
             os.environ["PYTHONPATH"] = str(tree / "src")  # for subprocesses of the tests
@@ -501,10 +502,52 @@ def run_tests(tree, tests, timeout):
             status = pytest.main(["-x", "-q", "--no-header", "-p", "no:cacheprovider", *tests])
         finally:
             os._exit(int(status))
-    _, status = os.waitpid(child, 0)
+    return child
+
+
+def outcome(status):
+    """'passed', 'failed' or 'timeout' from a child's wait status."""
     if os.WIFSIGNALED(status):
         return "timeout" if os.WTERMSIG(status) == signal.SIGALRM else "failed"
     return "passed" if os.WEXITSTATUS(status) == 0 else "failed"
+
+
+def run_tests(tree, tests, timeout):
+    return outcome(os.waitpid(start_tests(tree, tests, timeout), 0)[1])
+
+
+class Slots:
+    """`jobs` copies of the tree, each running one mutant's tests at a time."""
+
+    def __init__(self, temporary, jobs):
+        self.trees = [Path(temporary) / f"tree{k}" for k in range(jobs)]
+        for tree in self.trees:
+            copy_tree(tree)
+        self.free = list(range(jobs))
+        self.running = {}  # pid -> (slot, mutant, original text)
+
+    def start(self, mutant, text, timeout):
+        slot = self.free.pop()
+        lines = text.splitlines(keepends=True)
+        lines[mutant.line - 1] = mutant.mutated
+        target = self.trees[slot] / mutant.path
+        target.write_text("".join(lines))
+        self.running[start_tests(self.trees[slot], TESTS[mutant.path], timeout)] = (
+            slot, mutant, text)
+
+    def wait(self):
+        """Wait for any running mutant; restore its file; return (mutant, outcome)."""
+        pid, status = os.wait()
+        slot, mutant, text = self.running.pop(pid)
+        (self.trees[slot] / mutant.path).write_text(text)
+        self.free.append(slot)
+        return mutant, outcome(status)
+
+    def stop(self):
+        for pid in self.running:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.running.clear()
 
 
 def import_test_dependencies():
@@ -537,25 +580,15 @@ def main(argv=None):
                         "(or killed by a timeout)")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--log", help="also write every result line to this file")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
     args = parser.parse_args(argv)
     files = [str(Path(f).resolve().relative_to(ROOT)) for f in args.files] or list(TESTS)
     unknown = [f for f in files if f not in TESTS]
     if unknown:
         parser.error(f"no tests mapped for {', '.join(unknown)} (see TESTS in {__file__})")
-    # (file, line, mutated line or "*") -> (why, scope or None: the scope it is limited to)
-    equivalent = {(path, line.strip(), mutated.strip()): (why, scope[0] if scope else None)
-                  for path, line, mutated, why, *scope in EQUIVALENT}
-    scopes_seen = {}  # entry -> the scopes of the mutants it matched
-
-    def equivalent_reason(mutant):
-        for key in (mutant.key, mutant.key[:2] + ("*",)):
-            if key in equivalent:
-                why, scope = equivalent[key]
-                if scope is None or mutant.scope in ((scope,) if isinstance(scope, str) else scope):
-                    scopes_seen.setdefault(key, set()).add(mutant.scope)
-                    return why
-        return None
-
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    equivalent = Equivalent(EQUIVALENT)
     wanted = survivors_in(args.rerun) if args.rerun else None
     log = open(args.log, "w") if args.log else None  # noqa: SIM115
 
@@ -565,77 +598,110 @@ def main(argv=None):
             log.write(text + "\n")
             log.flush()
 
+    # Every mutant of the files, those chosen, and the EQUIVALENT entries' checks.
+    texts = {path: (ROOT / path).read_text() for path in files}
+    chosen = {}
+    for path in files:
+        every = mutants_of(path, texts[path])
+        equivalent.check(every)
+        chosen[path] = [m for m in every if (args.match is None or args.match in m.original)
+                        and (wanted is None or m.key in wanted)]
+    for problem in equivalent.problems(files):
+        report(problem)
+    if args.list:
+        for mutant in (m for path in files for m in chosen[path]):
+            print(mutant.describe())
+        return 0
+
     counts = {"killed": 0, "survived": 0, "equivalent": 0}
     survivors = []
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the temporary tree
     sys.dont_write_bytecode = True  # a mutant and the original may share an mtime and size
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if not args.list:
-        import_test_dependencies()
+    import_test_dependencies()
     with tempfile.TemporaryDirectory(prefix="cnnlab-mutation-") as temporary:
-        tree = Path(temporary)
-        copy_tree(tree)
-        matched = set()  # EQUIVALENT entries that name a mutant of these files
-        for path in files:
-            text = (ROOT / path).read_text()
-            every = mutants_of(path, text)
-            matched |= {key for m in every for key in (m.key, m.key[:2] + ("*",))}
-            for mutant in every:  # an unscoped entry must not cover two lines that read alike
-                equivalent_reason(mutant)
-            mutants = [m for m in every
-                       if (args.match is None or args.match in m.original)
-                       and (wanted is None or m.key in wanted)]
-            if args.list:
-                for mutant in mutants:
-                    print(mutant.describe())
-                continue
-            if not mutants:
-                continue
-            started = time.monotonic()
-            if run_tests(tree, TESTS[path], timeout=1800) != "passed":
-                report(f"ERROR {path}: its tests fail without any mutant; fix them first")
-                return 2
-            # Generous: on a shared machine a slow run is load, not a mutant's endless loop.
-            timeout = 10 * (time.monotonic() - started) + 60
-            report(f"# {path}: {len(mutants)} mutants, tests {' '.join(TESTS[path])}")
-            target = tree / path
-            lines = text.splitlines(keepends=True)
-            for mutant in mutants:
-                reason = equivalent_reason(mutant)
-                if reason:
-                    counts["equivalent"] += 1
-                    report(f"EQUIVALENT {mutant.describe()}  ({reason})")
+        slots = Slots(temporary, args.jobs)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally below runs
+        try:
+            queue = []
+            for path in files:
+                to_run = []
+                for mutant in chosen[path]:
+                    reason = equivalent.reason(mutant)
+                    if reason:
+                        counts["equivalent"] += 1
+                        report(f"EQUIVALENT {mutant.describe()}  ({reason})")
+                    else:
+                        to_run.append(mutant)
+                if not to_run:
                     continue
-                mutated = lines.copy()
-                mutated[mutant.line - 1] = mutant.mutated
-                target.write_text("".join(mutated))
-                try:
-                    outcome = run_tests(tree, TESTS[path], timeout)
-                finally:
-                    target.write_text(text)
-                if outcome == "passed":
+                started = time.monotonic()
+                if run_tests(slots.trees[0], TESTS[path], timeout=1800) != "passed":
+                    report(f"ERROR {path}: its tests fail without any mutant; fix them first")
+                    return 2
+                # Generous: on a shared machine a slow run is load, not an endless loop.
+                timeout = 10 * (time.monotonic() - started) + 60
+                report(f"# {path}: {len(to_run)} mutants, tests {' '.join(TESTS[path])}")
+                queue += [(mutant, timeout) for mutant in to_run]
+            queue.reverse()  # pop() from the end: in file and line order
+            while queue or slots.running:
+                while queue and slots.free:
+                    mutant, timeout = queue.pop()
+                    slots.start(mutant, texts[mutant.path], timeout)
+                mutant, result = slots.wait()
+                if result == "passed":
                     counts["survived"] += 1
                     survivors.append(mutant)
                     report(f"SURVIVED {mutant.describe()}")
                 else:
                     counts["killed"] += 1
-                    report(f"KILLED ({outcome}) {mutant.describe()}")
-    for key in equivalent:  # a line that changed: its entry is dead, and its mutants run
-        if key[0] in files and key not in matched:
-            report(f"STALE EQUIVALENT entry, no such mutant now: {' :: '.join(key)}")
-        if equivalent[key][1] is None and len(scopes_seen.get(key, ())) > 1:
-            report(f"AMBIGUOUS EQUIVALENT entry, the line is in {sorted(scopes_seen[key])}: "
-                   f"give it the scope it is meant for: {' :: '.join(key)}")
-    if args.list:
-        return 0
+                    report(f"KILLED ({result}) {mutant.describe()}")
+        finally:
+            slots.stop()
     scored = counts["killed"] + counts["survived"]
     score = counts["killed"] / scored if scored else 1.0
     report(f"\n{len(survivors)} surviving mutants:")
-    for mutant in survivors:
+    for mutant in sorted(survivors, key=lambda m: (m.path, m.line)):
         report(f"  {mutant.describe()}")
     report(f"score {score:.1%}: {counts['killed']} killed, {counts['survived']} survived, "
            f"{counts['equivalent']} equivalent (not run)")
     return 0 if not survivors else 1
+
+
+class Equivalent:
+    """The EQUIVALENT list, looked up by mutant, and checked against the mutants it names."""
+
+    def __init__(self, entries):
+        # (file, line, mutated line or "*") -> (why, the scopes it is limited to, or None)
+        self.entries = {}
+        for path, line, mutated, why, *scope in entries:
+            scopes = None if not scope else (scope[0],) if isinstance(scope[0], str) else scope[0]
+            self.entries[(path, line.strip(), mutated.strip())] = (why, scopes)
+        self.matched, self.scopes_seen = set(), {}
+
+    def reason(self, mutant):
+        """Why the mutant is equivalent, or None."""
+        for key in (mutant.key, mutant.key[:2] + ("*",)):
+            why, scopes = self.entries.get(key, (None, None))
+            if why and (scopes is None or mutant.scope in scopes):
+                self.scopes_seen.setdefault(key, set()).add(mutant.scope)
+                return why
+        return None
+
+    def check(self, mutants):
+        for mutant in mutants:
+            self.matched |= {mutant.key, mutant.key[:2] + ("*",)}
+            self.reason(mutant)
+
+    def problems(self, files):
+        """Entries that name no mutant now (their line changed), and unscoped entries that
+        cover lines of different functions that read alike."""
+        for key, (_, scopes) in self.entries.items():
+            if key[0] in files and key not in self.matched:
+                yield f"STALE EQUIVALENT entry, no such mutant now: {' :: '.join(key)}"
+            if scopes is None and len(self.scopes_seen.get(key, ())) > 1:
+                yield (f"AMBIGUOUS EQUIVALENT entry, the line is in "
+                       f"{sorted(self.scopes_seen[key])}: give it its scope: "
+                       f"{' :: '.join(key)}")
 
 
 if __name__ == "__main__":
