@@ -212,6 +212,8 @@ EQUIVALENT = [
      "the lengths were compared just above"),
     (SCHEDULER, "for group, lr in zip(self.optimizer.param_groups, "
      "values, strict=True):", "*", "every schedule returns one lr per group"),
+    ("src/cnnlab/nn/layers.py", "_input_ranks = ()", "pass",
+     "the private base class's default, which BatchNorm1d and BatchNorm2d both override"),
     (HOG, "tiny = np.float64(2 * np.finfo(np.float32).tiny).view(np.int64)", "*",
      "the margin above float32's normal range: between 1 and 3 times its smallest normal "
      "number the float32 grid is the normal one, where the bit test alone is exact, so "

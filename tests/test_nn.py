@@ -185,7 +185,7 @@ def test_default_initialisation_is_pytorchs(make, fan_in):
     for values in (layer.weight.data, layer.bias.data):
         assert values.dtype == np.float32
         assert np.abs(values).max() <= bound
-        assert np.abs(values).max() > 0.95 * bound
+        assert values.max() > 0.9 * bound and values.min() < -0.9 * bound  # both ends reached
     # U(-b, b) has variance b^2 / 3; torch's layer of the same size draws the same distribution
     assert abs(layer.weight.data.var() / (bound**2 / 3) - 1) < 0.05
     reference = torch.nn.Linear(300, 200) if isinstance(layer, nn.Linear) else (
@@ -257,6 +257,39 @@ def test_layer_arguments_are_validated_by_name():
         nn.BatchNorm2d(-1)
 
 
+LAYER_ERRORS = [
+    (lambda: nn.Linear(True, 3), "Linear: in_features must be a positive int, got True"),
+    (lambda: nn.Linear(3, 0), "Linear: out_features must be a positive int, got 0"),
+    (lambda: nn.Conv2d(0, 3, 3), "Conv2d: in_channels must be a positive int, got 0"),
+    (lambda: nn.Conv2d(3, 0, 3), "Conv2d: out_channels must be a positive int, got 0"),
+    (lambda: nn.Conv2d(1, 2, (3, 0)), "Conv2d: kernel_size and stride must be >= 1 and padding "
+     ">= 0, got kernel_size=(3, 0), stride=(1, 1), padding=(0, 0)"),
+    (lambda: nn.Conv2d(1, 2, 3, stride=(1, 0)), "Conv2d: kernel_size and stride must be >= 1 "
+     "and padding >= 0, got kernel_size=(3, 3), stride=(1, 0), padding=(0, 0)"),
+    (lambda: nn.Dropout(True), "Dropout: p must be a probability in [0, 1], got True"),
+    (lambda: nn.Dropout(-0.1), "Dropout: p must be a probability in [0, 1], got -0.1"),
+    (lambda: nn.BatchNorm2d(4, momentum=1.5),
+     "BatchNorm2d: momentum must be a probability in [0, 1], got 1.5"),
+    (lambda: nn.BatchNorm1d(4, eps=0), "BatchNorm1d: eps must be positive, got 0"),
+]
+
+
+@pytest.mark.parametrize("make, message", LAYER_ERRORS, ids=[m for _, m in LAYER_ERRORS])
+def test_each_layer_argument_error_names_the_layer_the_argument_and_the_value(make, message):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert str(error.value) == message
+
+
+def test_arguments_on_their_bounds_are_accepted(rng):
+    x = cnnlab.Tensor(rng.standard_normal((4, 6)) + 3)
+    assert np.array_equal(nn.Dropout(0.0)(x).data, x.data)  # keeps everything
+    assert not nn.Dropout(1.0, generator=rng)(x).data.any()  # drops everything, as torch
+    for momentum in (0.0, 1.0, None):
+        assert nn.BatchNorm2d(4, momentum=momentum).momentum == momentum
+    assert nn.Conv2d(1, 1, 1, padding=0).padding == (0, 0)
+
+
 def test_reprs_show_the_non_default_arguments():
     assert repr(nn.Linear(3, 2)) == "Linear(in_features=3, out_features=2)"
     assert repr(nn.Linear(3, 2, bias=False)) == "Linear(in_features=3, out_features=2, bias=False)"
@@ -264,6 +297,17 @@ def test_reprs_show_the_non_default_arguments():
         "Conv2d(1, 8, kernel_size=(3, 3), padding=(1, 1))")
     assert repr(nn.Conv2d(1, 8, 5, stride=2)) == "Conv2d(1, 8, kernel_size=(5, 5), stride=(2, 2))"
     assert repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2)"
+    assert repr(nn.MaxPool2d(2, stride=1, padding=1)) == (
+        "MaxPool2d(kernel_size=2, stride=1, padding=1)")
+    assert repr(nn.AvgPool2d(3, 2)) == "AvgPool2d(kernel_size=3, stride=2)"
+    assert repr(nn.LeakyReLU()) == "LeakyReLU()"
+    assert repr(nn.LeakyReLU(0.2)) == "LeakyReLU(negative_slope=0.2)"
+    assert repr(nn.Flatten()) == "Flatten()"
+    assert repr(nn.Flatten(0)) == "Flatten(start_dim=0, end_dim=-1)"
+    assert repr(nn.Flatten(1, 2)) == "Flatten(start_dim=1, end_dim=2)"
+    assert repr(nn.BatchNorm2d(4, eps=1e-3, momentum=None, affine=False,
+                               track_running_stats=False)) == (
+        "BatchNorm2d(4, eps=0.001, momentum=None, affine=False, track_running_stats=False)")
     assert repr(nn.BatchNorm2d(16)) == "BatchNorm2d(16)"
     assert repr(nn.Dropout(0.25)) == "Dropout(p=0.25)"
     assert repr(nn.ReLU()) == "ReLU()"
