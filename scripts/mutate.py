@@ -81,7 +81,8 @@ TESTS = {
 # survives edits elsewhere in the file; a line that changes drops out of it and is run again.
 CONV, POOL, HOG = "src/cnnlab/ops/conv.py", "src/cnnlab/ops/pool.py", "src/cnnlab/features/hog.py"
 ELEMENTWISE = "src/cnnlab/ops/elementwise.py"
-SCHEDULER = "src/cnnlab/optim/lr_scheduler.py"
+SCHEDULER, TENSOR = "src/cnnlab/optim/lr_scheduler.py", "src/cnnlab/tensor.py"
+PRIORITY = "any __array_priority__ above ndarray's 0 makes NumPy defer to Tensor the same way"
 CLOSED_FORM = "closed forms are only evaluated at epoch 0 (SequentialLR's milestones), where " \
               "the exponent is 0 either way"
 SPLIT = "speed only: decides whether the work is split over threads, and split or not the " \
@@ -212,6 +213,35 @@ EQUIVALENT = [
      "the lengths were compared just above"),
     (SCHEDULER, "for group, lr in zip(self.optimizer.param_groups, "
      "values, strict=True):", "*", "every schedule returns one lr per group"),
+    (TENSOR, "__array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected "
+     "operator", "__array_priority__ = 999  # ndarray (op) Tensor defers to Tensor's reflected "
+     "operator", PRIORITY),
+    (TENSOR, "__array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected "
+     "operator", "__array_priority__ = 1001  # ndarray (op) Tensor defers to Tensor's reflected "
+     "operator", PRIORITY),
+    (TENSOR, "self._retains_grad = False", "*",
+     "a leaf's flag, and backward reads the flag of non-leaves only (leaves always keep .grad; "
+     "op outputs get theirs in _make)", "Tensor.__init__"),
+    (TENSOR, "function = function_class(needs if record else [False] * len(needs))",
+     "function = function_class(needs if record else [True] * len(needs))",
+     "memory only: the primitive keeps what a backward would need, and no backward follows"),
+    (TENSOR, "for parent, parent_grad in zip(node._parents, input_grads, strict=True):", "*",
+     "every primitive returns one gradient (or None) per input"),
+    (TENSOR, "if parent_grad is None or not parent.requires_grad:",
+     "if parent_grad is None and not parent.requires_grad:",
+     "a primitive returns a gradient exactly for the inputs that required one when it was "
+     "recorded"),
+    (TENSOR, "if parent.requires_grad and id(parent) not in visited:",
+     "if parent.requires_grad or id(parent) not in visited:",
+     "the extra nodes pushed are skipped as visited or receive no gradient"),
+    (TENSOR, "return self * -1", "return self / -1",
+     "x / -1 equals x * -1 exactly, and so does its gradient"),
+    (TENSOR, "extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] "
+     "!= 1", "extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] "
+     "!= 0", "it also sums axes where the gradient has size 1 already, which changes nothing"),
+    (TENSOR, "grad = grad.sum(axis=axes, keepdims=True) if axes else grad",
+     "grad = grad.sum(axis=axes, keepdims=False) if axes else grad",
+     "the reshape to the input's shape right after puts the summed axes back"),
     ("src/cnnlab/nn/layers.py", "_input_ranks = ()", "pass",
      "the private base class's default, which BatchNorm1d and BatchNorm2d both override"),
     (HOG, "tiny = np.float64(2 * np.finfo(np.float32).tiny).view(np.int64)", "*",

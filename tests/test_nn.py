@@ -429,3 +429,24 @@ def test_l2_penalty_takes_zero_and_refuses_booleans():
     with pytest.raises(ValueError, match="^l2_penalty: reg must be a non-negative number, got "
                                          "True$"):
         nn.l2_penalty(model, True)
+
+
+def test_batchnorm_input_errors_name_the_shapes_it_takes():
+    cases = [
+        (nn.BatchNorm1d(3), (2, 3, 4, 4), "(N, C) or (N, C, L) with C = 3, got (2, 3, 4, 4)"),
+        (nn.BatchNorm1d(3), (2, 4), "(N, C) or (N, C, L) with C = 3, got (2, 4)"),
+        (nn.BatchNorm2d(3), (2, 3), "(N, C, H, W) with C = 3, got (2, 3)"),
+    ]
+    for layer, shape, expected in cases:
+        with pytest.raises(ValueError) as error:
+            layer(np.ones(shape))
+        assert str(error.value) == f"{type(layer).__name__}: expected input of shape {expected}"
+
+
+def test_batchnorm_takes_plain_arrays_and_may_keep_no_statistics(rng):
+    x = rng.standard_normal((4, 3, 2, 2))
+    layer = nn.BatchNorm2d(3, track_running_stats=False)
+    assert layer.running_mean is None and layer.running_var is None
+    assert layer.num_batches_tracked is None  # as torch: the attributes exist, set to None
+    out = layer(x)  # an ndarray, not a Tensor
+    np.testing.assert_allclose(out.data.mean(axis=(0, 2, 3)), 0, atol=1e-6)
