@@ -82,6 +82,7 @@ TESTS = {
 CONV, POOL, HOG = "src/cnnlab/ops/conv.py", "src/cnnlab/ops/pool.py", "src/cnnlab/features/hog.py"
 ELEMENTWISE = "src/cnnlab/ops/elementwise.py"
 SCHEDULER, TENSOR = "src/cnnlab/optim/lr_scheduler.py", "src/cnnlab/tensor.py"
+TENSOR_INDEX = "NumPy reads a Tensor used as an index through __array__, the same as its .data"
 PRIORITY = "any __array_priority__ above ndarray's 0 makes NumPy defer to Tensor the same way"
 CLOSED_FORM = "closed forms are only evaluated at epoch 0 (SequentialLR's milestones), where " \
               "the exponent is 0 either way"
@@ -242,6 +243,18 @@ EQUIVALENT = [
     (TENSOR, "grad = grad.sum(axis=axes, keepdims=True) if axes else grad",
      "grad = grad.sum(axis=axes, keepdims=False) if axes else grad",
      "the reshape to the input's shape right after puts the summed axes back"),
+    (TENSOR, "index = index.data", "pass", TENSOR_INDEX),
+    (TENSOR, "index = tuple(item.data if isinstance(item, Tensor) else item for item in index)",
+     "pass", TENSOR_INDEX),
+    ("src/cnnlab/ops/norm.py", "count = grad_output.size // grad_output.shape[1]",
+     "count = grad_output.size / grad_output.shape[1]",
+     "an exact quotient: dividing by the int or by the same float gives the same floats"),
+    ("src/cnnlab/nn/layers.py", "x = x if isinstance(x, Tensor) else Tensor(x)", "pass",
+     "F.batch_norm makes a tensor of an array itself, and the check before reads only ndim "
+     "and shape, which an array has too"),
+    ("src/cnnlab/nn/losses.py", "return bool(np.all(array >= 0) and np.allclose(array.sum("
+     "axis=1), 1.0, rtol=0, atol=atol))", "return bool(np.all(array >= 0) and np.allclose(1.0, "
+     "array.sum(axis=1), rtol=0, atol=atol))", "with rtol=0 np.allclose is symmetric"),
     ("src/cnnlab/nn/layers.py", "_input_ranks = ()", "pass",
      "the private base class's default, which BatchNorm1d and BatchNorm2d both override"),
     (HOG, "tiny = np.float64(2 * np.finfo(np.float32).tiny).view(np.int64)", "*",

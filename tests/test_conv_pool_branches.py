@@ -241,8 +241,12 @@ POOL_CASES = {
         PoolCase("max", (8, 6), (2, 2), (2, 2)),
     "max, exact tiling of the padded input": PoolCase("max", (6, 4), (2, 2), (2, 2), (1, 1)),
     "max, stride = kernel leaving a remainder": PoolCase("max", (7, 5), (2, 2), (2, 2)),
-    "max, stride = kernel = 3 and padding 1: the last real row and column in no window":
-        PoolCase("max", (6, 6), (3, 3), (3, 3), (1, 1)),
+    # stride = kernel = 3, padding 1: one axis tiles exactly, along the other the last real
+    # row (column) is in no window and its gradient must be 0, not left unwritten.
+    "max, the last real row in no window, the columns tiled exactly":
+        PoolCase("max", (6, 4), (3, 3), (3, 3), (1, 1)),
+    "max, the last real column in no window, the rows tiled exactly":
+        PoolCase("max", (4, 6), (3, 3), (3, 3), (1, 1)),
     "max, stride above the kernel: windows skip pixels": PoolCase("max", (8, 8), (2, 2), (3, 3)),
     "max, overlapping windows, padding, all inputs negative (padding is -inf)":
         PoolCase("max", (6, 7), (3, 3), (1, 1), (1, 1), "negative"),

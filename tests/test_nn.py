@@ -450,3 +450,33 @@ def test_batchnorm_takes_plain_arrays_and_may_keep_no_statistics(rng):
     assert layer.num_batches_tracked is None  # as torch: the attributes exist, set to None
     out = layer(x)  # an ndarray, not a Tensor
     np.testing.assert_allclose(out.data.mean(axis=(0, 2, 3)), 0, atol=1e-6)
+
+
+@pytest.mark.parametrize("needs", [(False, True, True), (True, True, False), (True, False, True),
+                                   (False, False, True)], ids=str)
+def test_batch_norm_gives_gradients_to_exactly_the_inputs_that_need_them(rng, needs):
+    """Data that needs no gradient (a first layer's input) or a frozen scale or shift."""
+    arrays = [rng.standard_normal((4, 3, 2, 2)), rng.uniform(0.5, 2, 3), rng.standard_normal(3)]
+    ours = [cnnlab.Tensor(a.copy(), requires_grad=need) for a, need in zip(arrays, needs,
+                                                                             strict=True)]
+    theirs = [torch.tensor(a.copy(), requires_grad=need) for a, need in zip(arrays, needs,
+                                                                             strict=True)]
+    upstream = rng.standard_normal((4, 3, 2, 2))
+    F.batch_norm(ours[0], None, None, ours[1], ours[2], training=True).backward(upstream)
+    torch.nn.functional.batch_norm(theirs[0], None, None, theirs[1], theirs[2],
+                                   training=True).backward(torch.from_numpy(upstream))
+    for mine, their, need in zip(ours, theirs, needs, strict=True):
+        if need:
+            assert relative_error(mine.grad, their.grad.numpy()) < 1e-10
+        else:
+            assert mine.grad is None
+
+
+def test_batch_norm_backward_runs_twice_with_retain_graph(rng):
+    layer = nn.BatchNorm2d(3).double()
+    x = cnnlab.Tensor(rng.standard_normal((4, 3, 2, 2)), requires_grad=True)
+    loss = (layer(x) ** 2 * cnnlab.Tensor(rng.standard_normal((4, 3, 2, 2)))).sum()
+    loss.backward(retain_graph=True)
+    first = x.grad.copy()
+    loss.backward()
+    np.testing.assert_allclose(x.grad, 2 * first, rtol=1e-12)

@@ -410,11 +410,12 @@ def test_parameter_groups_are_copied_and_may_be_any_iterable():
 
 
 def test_state_dict_numbers_parameters_across_groups_as_torch():
-    ours = [nn.Parameter(np.ones(2)) for _ in range(5)]
-    theirs = [torch.ones(2, requires_grad=True) for _ in range(5)]
-    optimizer = optim.SGD([{"params": ours[:2]}, {"params": ours[2:]}], lr=0.1, momentum=0.9)
-    reference = torch.optim.SGD([{"params": theirs[:2]}, {"params": theirs[2:]}], lr=0.1,
-                                momentum=0.9)
+    ours = [nn.Parameter(np.ones(2)) for _ in range(6)]
+    theirs = [torch.ones(2, requires_grad=True) for _ in range(6)]
+    optimizer = optim.SGD([{"params": ours[:2]}, {"params": ours[2:5]}, {"params": ours[5:]}],
+                          lr=0.1, momentum=0.9)
+    reference = torch.optim.SGD([{"params": theirs[:2]}, {"params": theirs[2:5]},
+                                 {"params": theirs[5:]}], lr=0.1, momentum=0.9)
     for param in ours:
         param.grad = np.ones(2)
     for param in theirs:
@@ -422,7 +423,7 @@ def test_state_dict_numbers_parameters_across_groups_as_torch():
     optimizer.step()
     reference.step()
     saved, expected = optimizer.state_dict(), reference.state_dict()
-    assert [g["params"] for g in saved["param_groups"]] == [[0, 1], [2, 3, 4]]
+    assert [g["params"] for g in saved["param_groups"]] == [[0, 1], [2, 3, 4], [5]]
     assert [g["params"] for g in saved["param_groups"]] == [g["params"] for g in
                                                              expected["param_groups"]]
     assert sorted(saved["state"]) == sorted(expected["state"])

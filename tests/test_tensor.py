@@ -290,6 +290,7 @@ def test_construction_keeps_or_converts_the_dtype():
     assert Tensor(Tensor(np.zeros(2))).dtype == np.float64  # a tensor's array is kept as it is
     assert Tensor([1, 2], dtype=np.float64).dtype == np.float64
     assert np.asarray(Tensor(np.zeros(2)), dtype=np.float32).dtype == np.float32
+    assert np.asarray(Tensor(np.zeros(2, np.float32))).dtype == np.float32
     assert (Tensor(np.arange(3)) * 0.5).data.tolist() == [0.0, 0.5, 1.0]  # not 0.5 cast to int
 
 
@@ -332,6 +333,7 @@ def test_comparisons_give_boolean_tensors_like_numpy():
         (Tensor(a) <= Tensor(b), a <= b), (Tensor(a) > b, a > b), (Tensor(a) >= b, a >= b),
     ]:
         assert ours.dtype == bool and ours.data.tolist() == theirs.tolist()
+    assert (Tensor(a) > 1.5).data.tolist() == [False, True, True]  # against a number
     t = Tensor(a)
     assert {t: 1}[t] == 1 and hash(t) == hash(t)  # usable as a key despite ==
 
@@ -384,3 +386,7 @@ def test_a_gradient_of_fewer_dimensions_than_its_input_is_an_error():
     with pytest.raises(RuntimeError, match=r"<Shrink>: gradient shape \(3,\) for input of "
                                            r"\(2, 3\)"):
         Tensor._make(Shrink, x).sum().backward()
+
+
+def test_abs_of_zero_is_zero_with_torchs_zero_gradient():
+    compare_with_torch(lambda x: x.abs(), torch.abs, [np.array([0.0, -2.0, 3.0])])
