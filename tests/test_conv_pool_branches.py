@@ -8,7 +8,8 @@ column matrix, the cache blocks it asks for, the accumulating products it calls,
 dtype), the test asserts that too. Every case runs with the batch in one cache block, in blocks
 of one image and in blocks of two, and on one thread and on three (five images: shares of one
 and two images). numpy.empty is replaced, in the two modules, by one that returns NaN (or all
-bits set): a result that reads memory it never wrote cannot pass by luck.
+bits set): a result that reads memory it never wrote cannot pass by luck. Also: only the
+gradients asked for are computed, and integer inputs are computed in float32.
 """
 
 import dataclasses
@@ -24,7 +25,7 @@ from cnnlab.blas import BLAS
 from cnnlab.ops import conv, pool
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.pool import AvgPool2d, MaxPool2d
-from test_ops_conv_pool import torch_run, with_layout
+from test_ops_conv_pool import conv2d_naive, run, torch_run, with_layout
 
 from helpers import relative_error
 
@@ -223,6 +224,35 @@ def test_the_conv_cases_cover_every_combination_of_weight_gradient_paths():
     assert {case.stride == (1, 1) for case in CONV_CASES.values()} == {True, False}
 
 
+def test_conv2d_skips_gradients_nobody_needs(rng):
+    x, weight = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    _, grads = run(Conv2d, [x, weight], np.ones((2, 4, 4, 4)), needs=[False, True])
+    assert grads[0] is None and grads[1].shape == weight.shape
+    _, grads = run(Conv2d, [x, weight], np.ones((2, 4, 4, 4)), needs=[True, False])
+    assert grads[1] is None and grads[0].shape == x.shape
+    bias = rng.standard_normal(4)
+    _, grads = run(Conv2d, [x, weight, bias], np.ones((2, 4, 4, 4)), needs=[False, False, True])
+    assert grads[0] is None and grads[1] is None
+    np.testing.assert_allclose(grads[2], np.full(4, 2 * 4 * 4))
+    _, grads = run(Conv2d, [x, weight, bias], np.ones((2, 4, 4, 4)), needs=[False, True, False])
+    assert grads[0] is None and grads[1].shape == weight.shape and grads[2] is None
+    function = Conv2d([False, False])  # no graph: nothing saved for a backward
+    function.forward(x, weight, stride=(1, 1), padding=(0, 0))
+    assert function.padded is None and function.weight is None
+
+
+def test_integer_inputs_are_computed_in_float32(rng):
+    x = rng.integers(0, 256, (2, 3, 6, 5)).astype(np.uint8)
+    weight = rng.integers(-3, 4, (4, 3, 3, 3)).astype(np.int32)  # 4 bytes, but not a float
+    out = Conv2d([False, False]).forward(x, weight, stride=(1, 1), padding=(1, 1))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, conv2d_naive(x, weight, None, (1, 1), (1, 1)))  # exact
+    for function_class in (MaxPool2d, AvgPool2d):
+        pooled = function_class([False]).forward(x.astype(np.int64), kernel_size=(2, 2),
+                                                 stride=(2, 2), padding=(0, 0))
+        assert pooled.dtype == np.float32
+
+
 # ----- pooling --------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class PoolCase:
@@ -241,8 +271,12 @@ POOL_CASES = {
         PoolCase("max", (8, 6), (2, 2), (2, 2)),
     "max, exact tiling of the padded input": PoolCase("max", (6, 4), (2, 2), (2, 2), (1, 1)),
     "max, stride = kernel leaving a remainder": PoolCase("max", (7, 5), (2, 2), (2, 2)),
-    "max, stride = kernel = 3 and padding 1: the last real row and column in no window":
-        PoolCase("max", (6, 6), (3, 3), (3, 3), (1, 1)),
+    # stride = kernel = 3, padding 1: one axis tiles exactly, along the other the last real
+    # row (column) is in no window and its gradient must be 0, not left unwritten.
+    "max, the last real row in no window, the columns tiled exactly":
+        PoolCase("max", (6, 4), (3, 3), (3, 3), (1, 1)),
+    "max, the last real column in no window, the rows tiled exactly":
+        PoolCase("max", (4, 6), (3, 3), (3, 3), (1, 1)),
     "max, stride above the kernel: windows skip pixels": PoolCase("max", (8, 8), (2, 2), (3, 3)),
     "max, overlapping windows, padding, all inputs negative (padding is -inf)":
         PoolCase("max", (6, 7), (3, 3), (1, 1), (1, 1), "negative"),
@@ -250,6 +284,9 @@ POOL_CASES = {
     "max, ties: the first maximum in row-major order takes the gradient":
         PoolCase("max", (7, 7), (3, 3), (2, 2), (1, 1), "ties"),
     "max, more than 256 taps (int32 index)": PoolCase("max", (17, 18), (16, 17), (1, 1)),
+    "max, 256 taps: the most a uint8 index holds": PoolCase("max", (16, 18), (16, 16), (1, 1)),
+    "max, 257 taps: one more than a uint8 index holds": PoolCase("max", (2, 259), (1, 257),
+                                                                   (1, 1)),
     "max, 1x1 kernel": PoolCase("max", (4, 5), (1, 1), (1, 1)),
     "avg, exact tiling": PoolCase("avg", (8, 6), (2, 2), (2, 2)),
     "avg, exact tiling of the padded input (zeros counted)": PoolCase("avg", (6, 4), (2, 2), (2, 2),

@@ -176,8 +176,10 @@ def test_a_freed_node_deep_in_the_graph_raises_and_shared_leaves_alone_still_wor
 def test_retain_grad_keeps_the_gradient_of_an_intermediate_tensor(rng):
     x = Tensor(randn(rng, 4), requires_grad=True)
     hidden = (x * 3).retain_grad()
-    (hidden * hidden).sum().backward()
+    other = x * 2  # not retained: no .grad, as torch
+    (hidden * hidden + other).sum().backward()
     np.testing.assert_allclose(hidden.grad, 2 * hidden.data)
+    assert other.grad is None
 
 
 TRUTH_CASES = [np.float32(0.0), np.float32(-2.5), np.ones((1,)), np.zeros((1, 1)),
@@ -238,7 +240,8 @@ def test_binary_ops_match_torch_with_broadcasting(rng, name, op, dtype):
         shapes = [((2, 3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 1, 4, 3), (5, 3, 2)),
                   ((2, 3, 4), (4,)), ((4,), (2, 4, 3))]  # a 1-D side against a batch
     else:
-        shapes = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5)), ((), (2, 2))]
+        shapes = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5)), ((), (2, 2)),
+                  ((3, 1), (3, 2)), ((5, 1), (1, 5, 4))]  # size-1 axes against 2, and leading
     for shape_a, shape_b in shapes:
         b = positive(rng, *shape_b) if name == "div" else randn(rng, *shape_b)
         compare_with_torch(op, op, [randn(rng, *shape_a), b], dtype)
@@ -261,18 +264,42 @@ UNARY = [
     ("sum_unordered", lambda a: a.sum(axis=(1, 0)), lambda a: a.sum(dim=(1, 0)), randn),
     ("mean", lambda a: a.mean(), torch.mean, randn),
     ("mean0", lambda a: a.mean(axis=0), lambda a: a.mean(dim=0), randn),
+    ("mean_dim", lambda a: a.mean(dim=1, keepdim=True), lambda a: a.mean(1, True), randn),
+    ("sum_list", lambda a: a.sum(dim=[0, 2]), lambda a: a.sum(dim=[0, 2]), randn),
+    ("max_dim", lambda a: a.max(dim=0), lambda a: a.amax(dim=0), randn),
+    ("min", lambda a: a.min(), torch.amin, randn),
+    ("min_axis", lambda a: a.min(axis=1), lambda a: a.amin(dim=1), randn),
+    ("abs", lambda a: a.abs(), torch.abs, randn),
     ("max", lambda a: a.max(), torch.amax, randn),
     ("max2", lambda a: a.max(axis=2), lambda a: a.amax(dim=2), randn),
     ("max_negative", lambda a: a.max(axis=-2), lambda a: a.amax(dim=-2), randn),
     ("min1", lambda a: a.min(dim=1, keepdim=True), lambda a: a.amin(1, True), randn),
     ("reshape", lambda a: a.reshape(4, 6), lambda a: a.reshape(4, 6), randn),
+    ("reshape_flat", lambda a: a.reshape(24), lambda a: a.reshape(24), randn),
+    ("view", lambda a: a.view(6, 4), lambda a: a.view(6, 4), randn),
     ("flatten", lambda a: a.flatten(1), lambda a: a.flatten(1), randn),
+    ("flatten_all", lambda a: a.flatten(), lambda a: a.flatten(), randn),
+    ("flatten_front", lambda a: a.flatten(0, 1), lambda a: a.flatten(0, 1), randn),
     ("transpose", lambda a: a.transpose(0, 2), lambda a: a.transpose(0, 2), randn),
+    ("transpose01", lambda a: a.transpose(0, 1), lambda a: a.transpose(0, 1), randn),
+    ("transpose_all", lambda a: a.transpose(), lambda a: a.permute(2, 1, 0), randn),
     ("permute", lambda a: a.permute(2, 0, 1), lambda a: a.permute(2, 0, 1), randn),
     ("slice", lambda a: a[1:, ::2, 1], lambda a: a[1:, ::2, 1], randn),
     ("index", lambda a: a[[0, 1, 0]], lambda a: a[[0, 1, 0]], randn),
     ("log_softmax", lambda a: a.log_softmax(1), lambda a: a.log_softmax(1), randn),
     ("softmax", lambda a: a.softmax(-1), lambda a: a.softmax(-1), randn),
+    ("softmax_default", lambda a: a.softmax(), lambda a: a.softmax(-1), randn),
+    ("log_softmax_default", lambda a: a.log_softmax(), lambda a: a.log_softmax(-1), randn),
+    ("index_tensor", lambda a: a[Tensor(np.array([1, 0, 1]))], lambda a: a[[1, 0, 1]], randn),
+    ("index_tuple", lambda a: a[Tensor(np.array([0, 1])), 2], lambda a: a[[0, 1], 2], randn),
+    ("rsub", lambda a: 3.0 - a, lambda a: 3.0 - a, randn),
+    ("radd", lambda a: 3.0 + a, lambda a: 3.0 + a, randn),
+    ("rmul", lambda a: 3.0 * a, lambda a: 3.0 * a, randn),
+    ("rtruediv", lambda a: 3.0 / a, lambda a: 3.0 / a, positive),
+    ("rmatmul", lambda a: np.ones((5, 3), a.dtype) @ a[0],
+     lambda a: torch.ones(5, 3, dtype=a.dtype) @ a[0], randn),
+    ("pow_tensor", lambda a: a ** Tensor(np.array(2.5, a.dtype)),
+     lambda a: a ** torch.tensor(2.5, dtype=a.dtype), positive),
 ]
 
 
@@ -372,3 +399,110 @@ def test_the_function_base_class_insists_on_forward_and_backward():
         Function([True]).forward(np.ones(2))
     with pytest.raises(NotImplementedError):
         Function([True]).backward(np.ones(2))
+
+
+# ----- the tensor's interface: construction, backward's contract, operators ---------------------
+def test_construction_keeps_or_converts_the_dtype():
+    assert Tensor(Tensor(np.zeros(2))).dtype == np.float64  # a tensor's array is kept as it is
+    assert Tensor([1, 2], dtype=np.float64).dtype == np.float64
+    assert np.asarray(Tensor(np.zeros(2)), dtype=np.float32).dtype == np.float32
+    assert np.asarray(Tensor(np.zeros(2, np.float32))).dtype == np.float32
+    assert (Tensor(np.arange(3)) * 0.5).data.tolist() == [0.0, 0.5, 1.0]  # not 0.5 cast to int
+
+
+def test_backward_checks_its_arguments():
+    with pytest.raises(RuntimeError, match="does not require grad and has no graph"):
+        Tensor(np.ones(2)).backward(np.ones(2))
+    x = Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(ValueError, match=r"backward: grad has shape \(3,\), expected \(2,\)"):
+        (x * 2).backward(np.ones(3))
+    (x * 2).backward([1.0, 2.0])  # any array-like: a list
+    (x * 2).backward(Tensor(np.ones(2)))  # or a tensor
+    np.testing.assert_array_equal(x.grad, [4.0, 6.0])
+
+
+def test_gradients_are_owned_not_shared():
+    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    upstream = np.full(3, 2.0)
+    (a + b).backward(upstream)  # Add hands the same upstream array to both inputs
+    (a * 5).sum().backward()  # accumulates into a.grad only
+    np.testing.assert_array_equal(a.grad, [7.0, 7.0, 7.0])
+    np.testing.assert_array_equal(b.grad, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(upstream, [2.0, 2.0, 2.0])
+
+
+def test_a_shared_intermediate_sends_back_the_sum_of_its_gradients():
+    """y feeds two branches that meet again: its own gradient must be complete before it is
+    passed on to w (a diamond in the graph)."""
+    w = Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+    theirs = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    for weight in (w, theirs):
+        y = weight * 3
+        ((y * y) + y.exp() * y).sum().backward()
+    np.testing.assert_allclose(w.grad, theirs.grad.numpy(), rtol=1e-12)
+
+
+def test_comparisons_give_boolean_tensors_like_numpy():
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0])
+    for ours, theirs in [
+        (Tensor(a) == Tensor(b), a == b), (Tensor(a) != b, a != b), (Tensor(a) < b, a < b),
+        (Tensor(a) <= Tensor(b), a <= b), (Tensor(a) > b, a > b), (Tensor(a) >= b, a >= b),
+    ]:
+        assert ours.dtype == bool and ours.data.tolist() == theirs.tolist()
+    assert (Tensor(a) > 1.5).data.tolist() == [False, True, True]  # against a number
+    t = Tensor(a)
+    assert {t: 1}[t] == 1 and hash(t) == hash(t)  # usable as a key despite ==
+
+
+def test_an_ndarray_on_the_left_defers_to_the_tensor(rng):
+    x = Tensor(randn(rng, 3), requires_grad=True)
+    out = np.full(3, 2.0) * x + np.ones(3)
+    assert isinstance(out, Tensor)
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+
+
+def test_argmax_and_requires_grad_and_repr():
+    a = Tensor(np.array([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]]))
+    assert a.argmax().item() == 3
+    assert a.argmax(axis=0).data.tolist() == [1, 0, 1]
+    assert a.argmax(dim=1).data.tolist() == [1, 0]
+    assert a.requires_grad_().requires_grad and not a.requires_grad_(False).requires_grad
+    assert repr(Tensor(np.array([1.0, 2.0]))) == "tensor([1., 2.])"
+    assert repr(Tensor(np.array([1.0]), requires_grad=True)) == "tensor([1.], requires_grad=True)"
+
+
+def test_flatten_and_permute_of_small_ranks():
+    assert Tensor(np.array(3.0)).flatten().shape == (1,)  # a scalar becomes one element
+    assert Tensor(np.arange(4.0)).flatten().shape == (4,)
+    assert Tensor(np.arange(4.0)).permute(0).shape == (4,)
+
+
+def test_no_grad_as_a_decorator_keeps_the_function_name_and_docstring(rng):
+    @cnnlab.no_grad()
+    def double(tensor):
+        """Twice the tensor."""
+        return tensor * 2
+
+    assert double.__name__ == "double" and double.__doc__ == "Twice the tensor."
+    assert not double(Tensor(randn(rng, 2), requires_grad=True)).requires_grad
+
+
+def test_a_gradient_of_fewer_dimensions_than_its_input_is_an_error():
+    from cnnlab.ops.function import Function
+
+    class Shrink(Function):
+        def forward(self, a):
+            return a.sum(axis=0)
+
+        def backward(self, grad_output):
+            return (grad_output,)  # should be broadcast back to a's shape (2, 3)
+
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"<Shrink>: gradient shape \(3,\) for input of "
+                                           r"\(2, 3\)"):
+        Tensor._make(Shrink, x).sum().backward()
+
+
+def test_abs_of_zero_is_zero_with_torchs_zero_gradient():
+    compare_with_torch(lambda x: x.abs(), torch.abs, [np.array([0.0, -2.0, 3.0])])

@@ -52,7 +52,7 @@ class _ScoreLoss(Module):
                 "so it looks like probabilities (softmax already applied); this loss expects "
                 "raw scores (logits). Remove the softmax from the model's output.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # the user's loss(...): above __call__, forward and this method
             )
 
     def extra_repr(self):

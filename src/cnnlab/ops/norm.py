@@ -76,7 +76,6 @@ class BatchNorm(Function):
         if len(needs) == 3:
             grads[1] = grad_x_hat_sum.reshape(-1) if needs[1] else None
             grads[2] = grad_sum.reshape(-1) if needs[2] else None
-        self.x_hat = self.weight = None
         return tuple(grads)
 
 

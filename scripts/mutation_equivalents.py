@@ -1,0 +1,237 @@
+"""The mutants of scripts/mutate.py that cannot change any result, each with the reason.
+
+Each entry: (file, line, mutated line or "*" for every mutant of the line, why[, scope]). scope,
+the enclosing "Class.function" (or a tuple of them), is given where lines elsewhere in the file
+read alike. Lines are matched by their text (stripped), so the list survives edits elsewhere in
+a file; a line that changes drops out of it (mutate.py reports the entry as stale) and its
+mutants run again. "Equivalent" is meant strictly: no test could tell the mutant from the
+original, because every result is the same (speed or memory may differ: that is for
+benchmarks/, not tests).
+"""
+
+CONV, POOL, HOG = "src/cnnlab/ops/conv.py", "src/cnnlab/ops/pool.py", "src/cnnlab/features/hog.py"
+ELEMENTWISE = "src/cnnlab/ops/elementwise.py"
+SCHEDULER, TENSOR = "src/cnnlab/optim/lr_scheduler.py", "src/cnnlab/tensor.py"
+TENSOR_INDEX = "NumPy reads a Tensor used as an index through __array__, the same as its .data"
+PRIORITY = "any __array_priority__ above ndarray's 0 makes NumPy defer to Tensor the same way"
+CLOSED_FORM = "closed forms are only evaluated at epoch 0 (SequentialLR's milestones), where " \
+              "the exponent is 0 either way"
+SPLIT = "speed only: decides whether the work is split over threads, and split or not the " \
+        "results agree (test_threads)"
+
+EQUIVALENT = [
+    # ----- ops/elementwise.py --------------------------------------------------------------------
+    (ELEMENTWISE, "self.out = np.where(a >= 0, 1 / (1 + exp_neg_abs), exp_neg_abs / (1 + "
+     "exp_neg_abs))", "self.out = np.where(a > 0, 1 / (1 + exp_neg_abs), exp_neg_abs / (1 + "
+     "exp_neg_abs))", "at a = 0 both formulas give 1 / (1 + 1) = 0.5 exactly"),
+    (ELEMENTWISE, "self.out = self.out.astype(a.dtype, copy=False)", "*",
+     "np.where of two arrays of a's float dtype has that dtype already (float32 stays "
+     "float32: the 1 in 1 / (1 + e) is a Python int)"),
+    # ----- ops/reduce.py -------------------------------------------------------------------------
+    ("src/cnnlab/ops/reduce.py", "def forward(self, a, *, axis=None, keepdims=False):", "*",
+     "a default no caller uses: Tensor.sum and Tensor.max always pass keepdims",
+     ("Sum.forward", "Max.forward")),
+    # ----- ops/movement.py -----------------------------------------------------------------------
+    ("src/cnnlab/ops/movement.py", "return all(item is None or item is Ellipsis or "
+     "isinstance(item, int | slice) for item in items)", "*",
+     "a basic index taken for an advanced one goes through np.add.at, which handles None, "
+     "Ellipsis, ints and slices the same (only slower); the reverse mistakes are killed"),
+    # ----- ops/matmul.py -------------------------------------------------------------------------
+    ("src/cnnlab/ops/matmul.py", "nbytes = a.nbytes + b.nbytes", "*", SPLIT),
+    ("src/cnnlab/ops/matmul.py", "if a.shape[0] >= b.shape[1]:",
+     "if a.shape[0] > b.shape[1]:", "when the two sides are equal either split is right"),
+    # ----- ops/norm.py ---------------------------------------------------------------------------
+    ("src/cnnlab/ops/norm.py", "count = grad_output.size // grad_output.shape[1]",
+     "count = grad_output.size / grad_output.shape[1]",
+     "an exact quotient: dividing by the int or by the same float gives the same floats"),
+    # ----- ops/conv.py ---------------------------------------------------------------------------
+    (CONV, "BLOCK_BYTES = 5 << 19  # 2.5 MB", "*",
+     "a tuning constant: only the size of the cache blocks changes, and every blocking (one "
+     "image, two, a whole share) is tested"),
+    (CONV, "per_image = windows[:1].size * windows.itemsize", "*", SPLIT),
+    (CONV, "per_image * len(windows))", "*", SPLIT),
+    (CONV, "step = max(1, BLOCK_BYTES // max(1, bytes_per_image))",
+     "step = max(1, BLOCK_BYTES // max(0, bytes_per_image))",
+     "bytes_per_image is never 0 (every array has at least one element of 4 or 8 bytes)"),
+    (CONV, "step = max(1, BLOCK_BYTES // max(1, bytes_per_image))",
+     "step = max(1, BLOCK_BYTES // max(2, bytes_per_image))",
+     "bytes_per_image is never below 4 (one float32)"),
+    (CONV, "return dtype if dtype.kind == \"f\" and dtype.itemsize >= 4 else "
+     "np.dtype(np.float32)", "return dtype if dtype.kind == \"f\" and dtype.itemsize > 4 else "
+     "np.dtype(np.float32)", "a float of 4 bytes is float32, which the other branch returns"),
+    (CONV, "return dtype if dtype.kind == \"f\" and dtype.itemsize >= 4 else "
+     "np.dtype(np.float32)", "return dtype if dtype.kind == \"f\" and dtype.itemsize >= 5 else "
+     "np.dtype(np.float32)", "a float of 4 bytes is float32, which the other branch returns"),
+    (CONV, "return dtype if dtype.kind == \"f\" and dtype.itemsize >= 4 else "
+     "np.dtype(np.float32)", "return dtype if dtype.kind == \"f\" and dtype.itemsize >= 3 else "
+     "np.dtype(np.float32)", "NumPy has no float of 3 bytes; float16 (2) still becomes float32"),
+    (CONV, "dtype = x.dtype if dtype is None else dtype", "*",
+     "only whether x is copied to the compute dtype here or cast by NumPy in the GEMM: the "
+     "GEMM computes in the promoted dtype either way, and the outputs are allocated in it"),
+    (CONV, "out = np.empty((n, h + 2 * pad_h, w + 2 * pad_w, c), dtype=dtype)", "*",
+     "a larger padded buffer: its extra rows or columns are filled like the border and no "
+     "window reaches them (the window view takes its shape from the size formula)"),
+    (CONV, "writeable=False,", "*", "a guard: nothing writes to the window view"),
+    (CONV, "def forward(self, x, weight, bias=None, *, stride=(1, 1), padding=(0, 0)):", "*",
+     "defaults no caller uses: F.conv2d and the tests always pass stride and padding"),
+    (CONV, "channels_first = c_out <= width", "channels_first = c_out < width",
+     "when C_out equals KH * KW * C_in the two products are the same size and both right"),
+    (CONV, "parallel_for(sum_share, len(windows), windows[:1].size * len(windows) * "
+     "grad_rows.itemsize)", "*", SPLIT),
+    (CONV, "parallel_for(input_grad_share, n, grid.nbytes + grad_padded.nbytes)", "*", SPLIT),
+    (CONV, "padded_h, padded_w = h + 2 * pad_h, w + 2 * pad_w", "*",
+     "a larger gradient grid: the row shifts use the same padded width throughout, the extra "
+     "rows and columns hold zeros, and the crop takes the same pixels"),
+    (CONV, "if 0 < shift < len(grid_rows):", "if 0 < shift <= len(grid_rows):",
+     "shift <= (KH - 1) * Wp + KW - 1 < Hp * Wp <= len(grid_rows): never equal"),
+    (CONV, "per_image = pixels * (c_out + c_in) * grid.itemsize", "*",
+     "only the size of the input gradient's cache blocks (at least one image each) changes"),
+    (CONV, "if pad_h or pad_w:", "*",
+     "speed only: a contiguous copy of the same values (the padding is cropped either way)"),
+    (CONV, "grad_x = contiguous(grad_x)  # gapped arrays slow every later ufunc", "pass",
+     "speed only: a contiguous copy of the same values"),
+    (CONV, "grad_rows = grad_rows.astype(self.weight.dtype, copy=False)", "pass",
+     "the upstream gradient comes in the output's dtype (Tensor.backward casts it), which is "
+     "the compute dtype the weight was cast to: the cast never changes anything"),
+    # ----- ops/pool.py ---------------------------------------------------------------------------
+    (POOL, "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:",
+     "if padding[0] > kernel[0] / 2 or padding[1] > kernel[1] // 2:",
+     "for an integer padding p and kernel k, p > k // 2 exactly when p > k / 2"),
+    (POOL, "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:",
+     "if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] / 2:",
+     "for an integer padding p and kernel k, p > k // 2 exactly when p > k / 2"),
+    (POOL, "stride[a] == kernel[a] and (padded_hw[a] - kernel[a]) % stride[a] == 0 for a in "
+     "(0, 1)", "stride[a] == kernel[a] and (padded_hw[a] + kernel[a]) % stride[a] == 0 for a "
+     "in (0, 1)", "with stride == kernel, adding or subtracting the kernel leaves the "
+     "remainder the same"),
+    (POOL, "stride[a] == kernel[a] and (padded_hw[a] - kernel[a]) % stride[a] == 0 for a in "
+     "(0, 1)", "stride[a] == kernel[a] and (padded_hw[a] - kernel[a]) / stride[a] == 0 for a "
+     "in (0, 1)", "speed only: fewer tilings are taken for exact, and their buffer is zeroed "
+     "first, which the copies then overwrite"),
+    (POOL, "if pad_h or pad_w:", "*",
+     "speed only: a contiguous copy of the same values (the padding is cropped either way)"),
+    (POOL, "grad = contiguous(grad)", "pass", "speed only: a contiguous copy of the same values"),
+    (POOL, "for tap in taps[1:]:", "for tap in taps[0:]:",
+     "the running maximum starts as tap 0; its maximum with itself changes nothing"),
+    (POOL, "for k in range(1, kernel_taps):", "for k in range(0, kernel_taps):",
+     "tap 0 is never strictly greater than itself: no index changes"),
+    # ----- tensor.py -----------------------------------------------------------------------------
+    (TENSOR, "__array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected "
+     "operator", "__array_priority__ = 999  # ndarray (op) Tensor defers to Tensor's reflected "
+     "operator", PRIORITY),
+    (TENSOR, "__array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected "
+     "operator", "__array_priority__ = 1001  # ndarray (op) Tensor defers to Tensor's reflected "
+     "operator", PRIORITY),
+    (TENSOR, "self._retains_grad = False", "*",
+     "a leaf's flag, and backward reads the flag of non-leaves only (leaves always keep .grad; "
+     "op outputs get theirs in _make)", "Tensor.__init__"),
+    (TENSOR, "function = function_class(needs if record else [False] * len(needs))",
+     "function = function_class(needs if record else [True] * len(needs))",
+     "memory only: the primitive keeps what a backward would need, and no backward follows"),
+    (TENSOR, "for parent, parent_grad in zip(node._parents, input_grads, strict=True):", "*",
+     "every primitive returns one gradient (or None) per input"),
+    (TENSOR, "if parent_grad is None or not parent.requires_grad:",
+     "if parent_grad is None and not parent.requires_grad:",
+     "a primitive returns a gradient exactly for the inputs that required one when it was "
+     "recorded"),
+    (TENSOR, "if parent.requires_grad and id(parent) not in visited:",
+     "if parent.requires_grad or id(parent) not in visited:",
+     "the extra nodes pushed are skipped as visited or receive no gradient"),
+    (TENSOR, "return self * -1", "return self / -1",
+     "x / -1 equals x * -1 exactly, and so does its gradient"),
+    (TENSOR, "extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] "
+     "!= 1", "extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] "
+     "!= 0", "it also sums axes where the gradient has size 1 already, which changes nothing"),
+    (TENSOR, "grad = grad.sum(axis=axes, keepdims=True) if axes else grad",
+     "grad = grad.sum(axis=axes, keepdims=False) if axes else grad",
+     "the reshape to the input's shape right after puts the summed axes back"),
+    (TENSOR, "index = index.data", "pass", TENSOR_INDEX),
+    (TENSOR, "index = tuple(item.data if isinstance(item, Tensor) else item for item in index)",
+     "pass", TENSOR_INDEX),
+    # ----- nn/layers.py --------------------------------------------------------------------------
+    ("src/cnnlab/nn/layers.py", "x = x if isinstance(x, Tensor) else Tensor(x)", "pass",
+     "F.batch_norm makes a tensor of an array itself, and the check before reads only ndim "
+     "and shape, which an array has too"),
+    ("src/cnnlab/nn/layers.py", "_input_ranks = ()", "pass",
+     "the private base class's default, which BatchNorm1d and BatchNorm2d both override"),
+    # ----- nn/losses.py --------------------------------------------------------------------------
+    ("src/cnnlab/nn/losses.py", "return bool(np.all(array >= 0) and np.allclose(array.sum("
+     "axis=1), 1.0, rtol=0, atol=atol))", "return bool(np.all(array >= 0) and np.allclose(1.0, "
+     "array.sum(axis=1), rtol=0, atol=atol))", "with rtol=0 np.allclose is symmetric"),
+    # ----- optim/optimizer.py --------------------------------------------------------------------
+    ("src/cnnlab/optim/optimizer.py", "for group, saved in zip(self.param_groups, groups, "
+     "strict=True):", "*", "the group sizes were compared just above, so the lengths agree"),
+    # ----- optim/lr_scheduler.py -----------------------------------------------------------------
+    (SCHEDULER, "return [base * self.gamma ** (self.last_epoch // self.step_size) for base in "
+     "self.base_lrs]", "return [base * self.gamma ** (self.last_epoch / self.step_size) for "
+     "base in self.base_lrs]", CLOSED_FORM),
+    (SCHEDULER, "return [base * self.gamma ** (self.last_epoch // self.step_size) for base in "
+     "self.base_lrs]", "return [base / self.gamma ** (self.last_epoch // self.step_size) for "
+     "base in self.base_lrs]", CLOSED_FORM),
+    (SCHEDULER, "if self._step_count == 1 and epoch > 0:", "*",
+     "get_lr sees _step_count 1 only in the initial step, which returns before this line "
+     "(torch gets here when built with last_epoch > 0, an argument cnnlab has not); at "
+     "_step_count 2 (epoch 1) the closed form and the recursion give the same float, since "
+     "halving is exact"),
+    (SCHEDULER, "return [low + (base - low) * (1 + math.cos(epoch * math.pi / period)) / 2",
+     "*", "unreachable, see the line above"),
+    (SCHEDULER, "if (epoch - 1 - period) % (2 * period) == 0:",
+     "if (epoch - 1 + period) % (2 * period) == 0:",
+     "-period and +period are the same modulo 2 * period"),
+    (SCHEDULER, "for base, lr in zip(self.base_lrs, self._current_lrs(), strict=True)]", "*",
+     "one base lr per group, as the optimiser's groups"),
+    (SCHEDULER, "cosine = 1 + math.cos(math.pi * self.last_epoch / self.T_max)",
+     "cosine = 1 + math.cos(math.pi * self.last_epoch * self.T_max)", CLOSED_FORM),
+    (SCHEDULER, "progress = min(self.total_iters, self.last_epoch) / self.total_iters",
+     "progress = min(self.total_iters, self.last_epoch) * self.total_iters", CLOSED_FORM),
+    (SCHEDULER, "factor = self.start_factor + (self.end_factor - self.start_factor) * progress",
+     "factor = self.start_factor + (self.end_factor + self.start_factor) * progress",
+     CLOSED_FORM + " (progress 0)"),
+    (SCHEDULER, "factor = self.start_factor + (self.end_factor - self.start_factor) * progress",
+     "factor = self.start_factor - (self.end_factor - self.start_factor) * progress",
+     CLOSED_FORM + " (progress 0)"),
+    (SCHEDULER, "self.base_lrs = [group[\"initial_lr\"] for group in optimizer.param_groups]",
+     "pass", "SequentialLR's own base_lrs is read by nothing: its schedules keep theirs",
+     "SequentialLR.__init__"),
+    (SCHEDULER, "if index > 0 and self._milestones[index - 1] == self.last_epoch:",
+     "if index >= 0 and self._milestones[index - 1] == self.last_epoch:",
+     "index 0 means last_epoch < milestones[0] <= milestones[-1]: never equal"),
+    (SCHEDULER, "for scheduler, saved in zip(self._schedulers, nested, strict=True):", "*",
+     "the lengths were compared just above"),
+    (SCHEDULER, "for group, lr in zip(self.optimizer.param_groups, "
+     "values, strict=True):", "*", "every schedule returns one lr per group"),
+    # ----- features/hog.py -----------------------------------------------------------------------
+    (HOG, "tiny = np.float64(2 * np.finfo(np.float32).tiny).view(np.int64)", "*",
+     "the margin above float32's normal range: between 1 and 3 times its smallest normal "
+     "number the float32 grid is the normal one, where the bit test alone is exact, so "
+     "flagging more there only recomputes an equal result (the contract, below the normal "
+     "range, is tested)"),
+    (HOG, "near |= (bits - 1).view(np.uint64) < np.uint64(tiny - 1)  # 0 < value < tiny",
+     "near |= (bits - 1).view(np.uint64) <= np.uint64(tiny - 1)  # 0 < value < tiny",
+     "moves the margin's edge (see tiny) by one float64"),
+    (HOG, "near |= (bits - 1).view(np.uint64) < np.uint64(tiny - 1)  # 0 < value < tiny",
+     "near |= (bits - 1).view(np.uint64) < np.uint64(tiny - 0)  # 0 < value < tiny",
+     "moves the margin's edge (see tiny) by one float64"),
+    (HOG, "near |= (bits - 1).view(np.uint64) < np.uint64(tiny - 1)  # 0 < value < tiny",
+     "near |= (bits - 1).view(np.uint64) < np.uint64(tiny + 1)  # 0 < value < tiny",
+     "moves the margin's edge (see tiny) by two float64s"),
+    (HOG, "near |= (bits - 1).view(np.uint64) < np.uint64(tiny - 1)  # 0 < value < tiny",
+     "near |= (bits - 1).view(np.uint64) < np.uint64(tiny - 2)  # 0 < value < tiny",
+     "moves the margin's edge (see tiny) by one float64"),
+    (HOG, "CHUNK_SIZE = 256  # images per step: small enough for the cache, large enough for "
+     "NumPy", "*", "a tuning constant: chunks of any size give the same features (tested with "
+     "chunks of 3)"),
+    (HOG, "if images.shape[1] == 1:", "*",
+     "a shortcut: for one channel the general path (the channel of largest gradient) picks "
+     "that channel"),
+    (HOG, "edges = np.append((180.0 / orientations) * np.arange(orientations + 1), np.inf)",
+     "*", "one more edge before the infinite one: folded < 180, so neither 180 + 180 / O nor "
+     "infinity is ever reached"),
+    (HOG, "np.minimum(bins, orientations, out=bins)", "pass",
+     "a guard that cannot bite: folded <= 180, so trunc(folded * O / 180) <= O"),
+    (HOG, "bins -= folded < edges.take(bins)", "bins -= folded <= edges.take(bins)",
+     "on an exact edge the next line's upward correction (folded >= the next edge) undoes it"),
+    (HOG, "array = array.reshape(batch, cells_h, cell_h, cells_w, cell_w)", "*",
+     "N and cells_h are flattened together in the same order right after, so swapping their "
+     "sizes relabels nothing"),
+]
