@@ -71,6 +71,14 @@ TESTS = {
     "src/cnnlab/optim/lr_scheduler.py": ["tests/test_lr_scheduler.py"],
     "src/cnnlab/features/hog.py": ["tests/test_features_hog.py"],
     "src/cnnlab/features/color.py": ["tests/test_features_color.py"],
+    "src/cnnlab/ops/special.py": ["tests/test_transformer.py"],
+    "src/cnnlab/ops/attention.py": ["tests/test_transformer.py"],
+    "src/cnnlab/nn/transformer.py": ["tests/test_transformer.py"],
+    "src/cnnlab/autograd.py": ["tests/test_tensor.py", "tests/test_functional.py"],
+    "src/cnnlab/nn/module.py": ["tests/test_nn_module.py", "tests/test_nn.py"],
+    "src/cnnlab/checkpoint.py": ["tests/test_checkpoint.py"],
+    # training resume: the trainer's checkpoint, interrupt and schedule code
+    "src/cnnlab/training/trainer.py": ["tests/test_train_resume.py", "tests/test_train.py"],
 }
 
 
