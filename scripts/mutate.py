@@ -52,7 +52,7 @@ TESTS = {
     "src/cnnlab/shapes.py": ["tests/test_shapes.py", "tests/test_ops_conv_pool.py",
                              "tests/test_functional.py", "tests/test_nn.py"],
     "src/cnnlab/ops/function.py": OPS_TESTS,
-    "src/cnnlab/ops/elementwise.py": OPS_TESTS,
+    "src/cnnlab/ops/elementwise.py": OPS_TESTS + ["tests/test_transformer.py"],  # GELU
     "src/cnnlab/ops/reduce.py": OPS_TESTS,
     "src/cnnlab/ops/movement.py": OPS_TESTS,
     "src/cnnlab/ops/matmul.py": OPS_TESTS + ["tests/test_threads.py"],
