@@ -44,7 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Each module and the tests that cover it, the quickest to fail first (-x stops at the first
 # failure, so a killed mutant costs little more than the test that kills it).
-OPS_TESTS = ["tests/test_tensor.py", "tests/test_functional.py"]
+# test_transformer.py: concatenation, batched products, softmax and layer norm are the
+# transformer's ops, tested beside its modules
+OPS_TESTS = ["tests/test_tensor.py", "tests/test_functional.py", "tests/test_transformer.py"]
 CONV_TESTS = ["tests/test_conv_pool_branches.py", "tests/test_ops_conv_pool.py",
               "tests/test_threads.py", "tests/test_functional.py"]
 NN_TESTS = ["tests/test_nn.py", "tests/test_nn_module.py", "tests/test_functional.py"]
@@ -52,12 +54,14 @@ TESTS = {
     "src/cnnlab/shapes.py": ["tests/test_shapes.py", "tests/test_ops_conv_pool.py",
                              "tests/test_functional.py", "tests/test_nn.py"],
     "src/cnnlab/ops/function.py": OPS_TESTS,
-    "src/cnnlab/ops/elementwise.py": OPS_TESTS + ["tests/test_transformer.py"],  # GELU
+    "src/cnnlab/ops/elementwise.py": OPS_TESTS,
     "src/cnnlab/ops/reduce.py": OPS_TESTS,
     "src/cnnlab/ops/movement.py": OPS_TESTS,
     "src/cnnlab/ops/matmul.py": OPS_TESTS + ["tests/test_threads.py"],
-    "src/cnnlab/ops/loss.py": ["tests/test_functional.py", "tests/test_losses.py"],
-    "src/cnnlab/ops/norm.py": ["tests/test_nn.py", "tests/test_threads.py"],
+    "src/cnnlab/ops/loss.py": ["tests/test_functional.py", "tests/test_losses.py",
+                               "tests/test_transformer.py"],
+    "src/cnnlab/ops/norm.py": ["tests/test_nn.py", "tests/test_threads.py",
+                               "tests/test_transformer.py"],
     "src/cnnlab/ops/conv.py": CONV_TESTS,
     "src/cnnlab/ops/pool.py": CONV_TESTS,
     "src/cnnlab/tensor.py": ["tests/test_tensor.py", "tests/test_functional.py",
