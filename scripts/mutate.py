@@ -47,8 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # test_transformer.py: concatenation, batched products, softmax and layer norm are the
 # transformer's ops, tested beside its modules
 OPS_TESTS = ["tests/test_tensor.py", "tests/test_functional.py", "tests/test_transformer.py"]
-CONV_TESTS = ["tests/test_conv_pool_branches.py", "tests/test_ops_conv_pool.py",
-              "tests/test_threads.py", "tests/test_functional.py"]
+CONV_TESTS = ["tests/test_conv_pool_branches.py", "tests/test_ops_conv_paths.py",
+              "tests/test_ops_conv_pool.py", "tests/test_threads.py", "tests/test_functional.py"]
 NN_TESTS = ["tests/test_nn.py", "tests/test_nn_module.py", "tests/test_functional.py"]
 TESTS = {
     "src/cnnlab/shapes.py": ["tests/test_shapes.py", "tests/test_ops_conv_pool.py",

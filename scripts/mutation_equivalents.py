@@ -38,6 +38,14 @@ EQUIVALENT = [
      "Ellipsis, ints and slices the same (only slower); the reverse mistakes are killed"),
     # ----- ops/matmul.py -------------------------------------------------------------------------
     ("src/cnnlab/ops/matmul.py", "nbytes = a.nbytes + b.nbytes", "*", SPLIT),
+    ("src/cnnlab/ops/matmul.py", "work = a.nbytes + b.nbytes + out.nbytes", "*", SPLIT),
+    ("src/cnnlab/ops/matmul.py",
+     "if a.ndim > 2 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:", "*",
+     "speed only: the batched path and NumPy's a @ b compute the same products. Every mutant "
+     "of the condition only turns the path off for some stacks (3-D ones, or all: then the "
+     "two sides' batch shapes have different lengths and never compare equal) or reads it "
+     "the same for 4-D ones (a.shape[:2] is a.shape[:-2]); none admits a pair NumPy would "
+     "broadcast"),
     ("src/cnnlab/ops/matmul.py", "if a.shape[0] >= b.shape[1]:",
      "if a.shape[0] > b.shape[1]:", "when the two sides are equal either split is right"),
     # ----- ops/norm.py ---------------------------------------------------------------------------
@@ -49,6 +57,10 @@ EQUIVALENT = [
      "a tuning constant: only the size of the cache blocks changes, and every blocking (one "
      "image, two, a whole share) is tested"),
     (CONV, "per_image = windows[:1].size * windows.itemsize", "*", SPLIT),
+    (CONV, "if bias is not None and BLAS.small_rows(*weight_t.shape) is None:",
+     "if bias is not None and BLAS.small_rows(*weight_t.shape) is not None:",
+     "speed only: the bias is added once either way, as the GEMM's starting output (beta = "
+     "1) or after the stack of small products; the same sums up to the order of rounding"),
     (CONV, "per_image * len(windows))", "*", SPLIT),
     (CONV, "step = max(1, BLOCK_BYTES // max(1, bytes_per_image))",
      "step = max(1, BLOCK_BYTES // max(0, bytes_per_image))",

@@ -84,7 +84,9 @@ def test_stride_1_and_no_more_outputs_than_inputs_use_the_gradient_columns(
     "shape, c_out, kernel, padding, stride",
     [((3, 4, 8, 8), 6, (3, 3), (1, 1), (1, 1)),  # more outputs than inputs
      ((3, 6, 9, 9), 4, (3, 3), (1, 1), (2, 2)),  # stride 2
-     ((2, 4, 6, 6), 4, (2, 2), (2, 2), (1, 1))],  # padding beyond KH - 1
+     ((2, 4, 6, 6), 4, (2, 2), (2, 2), (1, 1)),  # padding beyond KH - 1
+     ((2, 4, 6, 6), 4, (3, 2), (1, 2), (1, 1)),  # padding beyond KW - 1 only
+     ((2, 4, 6, 7), 4, (3, 3), (1, 1), (1, 2))],  # one axis strided
 )  # fmt: skip
 def test_other_convs_keep_the_shifted_products_path(shape, c_out, kernel, padding, stride, dtype):
     function = conv_against_torch(shape, c_out, kernel, padding, stride, dtype, nhwc)

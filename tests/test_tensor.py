@@ -506,3 +506,24 @@ def test_a_gradient_of_fewer_dimensions_than_its_input_is_an_error():
 
 def test_abs_of_zero_is_zero_with_torchs_zero_gradient():
     compare_with_torch(lambda x: x.abs(), torch.abs, [np.array([0.0, -2.0, 3.0])])
+
+
+@pytest.mark.parametrize("needs", [[True, False, False], [False, True, False],
+                                   [False, False, True], [False, True, True]])
+def test_linear_computes_only_the_gradients_asked_for(rng, needs):
+    """Each gradient from its own formula, and None where nobody needs it (a first layer's
+    input needs none)."""
+    from cnnlab.ops.matmul import Linear
+
+    x, weight = rng.standard_normal((5, 4)), rng.standard_normal((3, 4))
+    bias = rng.standard_normal(3)
+    upstream = rng.standard_normal((5, 3))
+    function = Linear(needs)
+    function.forward(x, weight, bias)
+    grads = function.backward(upstream)
+    expected = [upstream @ weight, upstream.T @ x, upstream.sum(axis=0)]
+    for need, grad, reference in zip(needs, grads, expected, strict=True):
+        if need:
+            assert np.allclose(grad, reference, rtol=1e-12, atol=0)
+        else:
+            assert grad is None
