@@ -103,3 +103,23 @@ def test_a_conv_whose_input_needs_no_gradient_keeps_the_weight_gradients_path():
     tensors = [torch.tensor(x), torch.tensor(weight, requires_grad=True)]
     TF.conv2d(*tensors, padding=1).sum().backward()
     assert relative_error(grads[1], tensors[1].grad.numpy()) <= 1e-8
+
+
+@pytest.mark.parametrize("c_out", [3, 6], ids=["gradient columns", "shifted products"])
+def test_each_gradient_comes_back_in_its_operands_dtype(c_out):
+    """A float32 input with float64 weights computes in float64 and hands each gradient back
+    in its operand's dtype, on both backward paths (as PyTorch's autograd would)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    weight = rng.standard_normal((c_out, 4, 3, 3))
+    function = Conv2d([True, True])
+    out = function.forward(x, weight, padding=(1, 1))
+    assert out.dtype == np.float64 and function.from_gradient_columns == (c_out <= 4)
+    upstream = rng.standard_normal(out.shape)
+    grads = function.backward(upstream)
+    assert (grads[0].dtype, grads[1].dtype) == (np.float32, np.float64)
+    tensors = [torch.tensor(x.astype(np.float64), requires_grad=True),
+               torch.tensor(weight, requires_grad=True)]
+    TF.conv2d(*tensors, padding=1).backward(torch.from_numpy(upstream))
+    assert relative_error(grads[0], tensors[0].grad.numpy()) <= 1e-6
+    assert relative_error(grads[1], tensors[1].grad.numpy()) <= 1e-8
