@@ -62,6 +62,7 @@ EQUIVALENT = [
      "speed only: the bias is added once either way, as the GEMM's starting output (beta = "
      "1) or after the stack of small products; the same sums up to the order of rounding"),
     (CONV, "per_image * len(windows))", "*", SPLIT),
+    (CONV, "parallel_for(sum_share, n, windows[:1].size * n * dtype.itemsize)", "*", SPLIT),
     (CONV, "step = max(1, BLOCK_BYTES // max(1, bytes_per_image))",
      "step = max(1, BLOCK_BYTES // max(0, bytes_per_image))",
      "bytes_per_image is never 0 (every array has at least one element of 4 or 8 bytes)"),
