@@ -294,16 +294,24 @@ class Equivalent:
 
     def reason(self, mutant):
         """Why the mutant is equivalent, or None."""
-        for key in (mutant.key, mutant.key[:2] + ("*",)):
+        for key in self._keys(mutant):
             why, scopes = self.entries.get(key, (None, None))
             if why and (scopes is None or mutant.scope in scopes):
                 self.scopes_seen.setdefault(key, set()).add(mutant.scope)
                 return why
         return None
 
+    @staticmethod
+    def _keys(mutant):
+        """The entries that may name a mutant: its own, and "*" (a line's value mutants: a
+        dropped statement or swapped arguments changes what runs, and is named explicitly)."""
+        if mutant.kind in ("statement", "arguments"):
+            return (mutant.key,)
+        return (mutant.key, mutant.key[:2] + ("*",))
+
     def check(self, mutants):
         for mutant in mutants:
-            self.matched |= {mutant.key, mutant.key[:2] + ("*",)}
+            self.matched |= set(self._keys(mutant))
             self.reason(mutant)
 
     def problems(self, files):

@@ -1,6 +1,8 @@
 """The mutants of scripts/mutate.py that cannot change any result, each with the reason.
 
-Each entry: (file, line, mutated line or "*" for every mutant of the line, why[, scope]). scope,
+Each entry: (file, line, mutated line or "*", why[, scope]). "*" stands for every operator,
+comparison, boolean and constant mutant of the line; a dropped statement (`pass`) or swapped
+arguments must be named by its mutated line, since those change what runs, not a value. scope,
 the enclosing "Class.function" (or a tuple of them), is given where lines elsewhere in the file
 read alike. Lines are matched by their text (stripped), so the list survives edits elsewhere in
 a file; a line that changes drops out of it (mutate.py reports the entry as stale) and its
@@ -24,7 +26,7 @@ EQUIVALENT = [
     (ELEMENTWISE, "self.out = np.where(a >= 0, 1 / (1 + exp_neg_abs), exp_neg_abs / (1 + "
      "exp_neg_abs))", "self.out = np.where(a > 0, 1 / (1 + exp_neg_abs), exp_neg_abs / (1 + "
      "exp_neg_abs))", "at a = 0 both formulas give 1 / (1 + 1) = 0.5 exactly"),
-    (ELEMENTWISE, "self.out = self.out.astype(a.dtype, copy=False)", "*",
+    (ELEMENTWISE, "self.out = self.out.astype(a.dtype, copy=False)", "pass",
      "np.where of two arrays of a's float dtype has that dtype already (float32 stays "
      "float32: the 1 in 1 / (1 + e) is a Python int)"),
     # ----- ops/reduce.py -------------------------------------------------------------------------
@@ -142,7 +144,7 @@ EQUIVALENT = [
     (TENSOR, "__array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected "
      "operator", "__array_priority__ = 1001  # ndarray (op) Tensor defers to Tensor's reflected "
      "operator", PRIORITY),
-    (TENSOR, "self._retains_grad = False", "*",
+    (TENSOR, "self._retains_grad = False", "pass",
      "a leaf's flag, and backward reads the flag of non-leaves only (leaves always keep .grad; "
      "op outputs get theirs in _make)", "Tensor.__init__"),
     (TENSOR, "function = function_class(needs if record else [False] * len(needs))",
@@ -251,7 +253,8 @@ EQUIVALENT = [
      "a guard that cannot bite: folded <= 180, so trunc(folded * O / 180) <= O"),
     (HOG, "bins -= folded < edges.take(bins)", "bins -= folded <= edges.take(bins)",
      "on an exact edge the next line's upward correction (folded >= the next edge) undoes it"),
-    (HOG, "array = array.reshape(batch, cells_h, cell_h, cells_w, cell_w)", "*",
+    (HOG, "array = array.reshape(batch, cells_h, cell_h, cells_w, cell_w)",
+     "array = array.reshape(cells_h, batch, cell_h, cells_w, cell_w)",
      "N and cells_h are flattened together in the same order right after, so swapping their "
      "sizes relabels nothing"),
 ]

@@ -123,3 +123,15 @@ def test_each_gradient_comes_back_in_its_operands_dtype(c_out):
     TF.conv2d(*tensors, padding=1).backward(torch.from_numpy(upstream))
     assert relative_error(grads[0], tensors[0].grad.numpy()) <= 1e-6
     assert relative_error(grads[1], tensors[1].grad.numpy()) <= 1e-8
+
+
+def test_to_nhwc_returns_a_view_of_an_nhwc_array_and_copies_otherwise():
+    """What lets a conv read the previous layer's NHWC output without a copy."""
+    from cnnlab.ops.conv import to_nhwc
+
+    x = nhwc(np.random.default_rng(3).standard_normal((2, 3, 4, 5)).astype(np.float32))
+    assert np.shares_memory(to_nhwc(x), x)
+    assert np.shares_memory(to_nhwc(x, np.float32), x)
+    for copied in (to_nhwc(x, np.float64), to_nhwc(np.ascontiguousarray(x))):
+        assert not np.shares_memory(copied, x) and copied.flags.c_contiguous
+        np.testing.assert_array_equal(copied, x.transpose(0, 2, 3, 1).astype(copied.dtype))

@@ -342,3 +342,24 @@ def test_repr_lists_each_group_and_its_hyperparameters_as_torch():
         "    nesterov: False\n    weight_decay: 0.0\n"
         ")"
     )
+
+
+def test_loading_restores_each_groups_hyperparameters_as_torch():
+    """The saved groups' lr and momentum replace the optimiser's, group by group, and the
+    saved dict is left as it was (torch's load_state_dict does the same)."""
+    ours = [nn.Parameter(np.ones(2)) for _ in range(3)]
+    theirs = [torch.ones(2, requires_grad=True) for _ in range(3)]
+    source = optim.SGD([{"params": ours[:1], "lr": 0.3}, {"params": ours[1:], "momentum": 0.5}],
+                       lr=0.1, momentum=0.9)
+    saved = source.state_dict()
+    target = optim.SGD([{"params": ours[:1]}, {"params": ours[1:]}], lr=0.7)
+    target.load_state_dict(saved)
+    reference = torch.optim.SGD([{"params": theirs[:1]}, {"params": theirs[1:]}], lr=0.7)
+    reference.load_state_dict(torch.optim.SGD(
+        [{"params": theirs[:1], "lr": 0.3}, {"params": theirs[1:], "momentum": 0.5}],
+        lr=0.1, momentum=0.9).state_dict())
+    for group, expected in zip(target.param_groups, reference.param_groups, strict=True):
+        assert (group["lr"], group["momentum"]) == (expected["lr"], expected["momentum"])
+    assert [(g["lr"], g["momentum"]) for g in target.param_groups] == [(0.3, 0.9), (0.1, 0.5)]
+    assert [g["params"] for g in saved["param_groups"]] == [[0], [1, 2]]
+    assert all(isinstance(p, nn.Parameter) for g in target.param_groups for p in g["params"])
