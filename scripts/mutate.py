@@ -65,7 +65,8 @@ TESTS = {
     "src/cnnlab/ops/conv.py": CONV_TESTS,
     "src/cnnlab/ops/pool.py": CONV_TESTS,
     "src/cnnlab/tensor.py": ["tests/test_tensor.py", "tests/test_functional.py",
-                             "tests/test_nn_module.py", "tests/test_nn.py"],
+                             "tests/test_nn_module.py", "tests/test_nn.py",
+                             "tests/test_transformer.py"],  # cat
     "src/cnnlab/nn/layers.py": NN_TESTS,
     "src/cnnlab/nn/losses.py": ["tests/test_losses.py", "tests/test_functional.py"],
     "src/cnnlab/optim/optimizer.py": ["tests/test_optim.py"],

@@ -527,3 +527,11 @@ def test_linear_computes_only_the_gradients_asked_for(rng, needs):
             assert np.allclose(grad, reference, rtol=1e-12, atol=0)
         else:
             assert grad is None
+
+
+def test_star_import_of_the_tensor_module_gives_its_public_names():
+    namespace = {}
+    exec("from cnnlab.tensor import *", namespace)  # noqa: S102 - a fixed import statement
+    assert sorted(set(namespace) - {"__builtins__"}) == [
+        "Tensor", "is_grad_enabled", "no_grad", "tensor"]
+    assert namespace["Tensor"] is cnnlab.Tensor and namespace["tensor"] is cnnlab.tensor
