@@ -25,7 +25,8 @@ def test_losses_match_torch(rng):
             torch.tensor(scores), torch.tensor(target))
         assert relative_error(smoothed(cnnlab.Tensor(scores), target).data,
                               theirs.numpy()) < TOLERANCE
-        assert repr(smoothed).endswith("label_smoothing=0.1)")
+        shown = "" if reduction == "mean" else f"reduction={reduction!r}, "
+        assert repr(smoothed) == f"CrossEntropyLoss({shown}label_smoothing=0.1)"
         hinge = nn.MultiClassHingeLoss(margin=0.5, reduction=reduction)(cnnlab.Tensor(scores),
                                                                        target)
         multi_margin = torch.nn.MultiMarginLoss(margin=0.5, reduction=reduction)(
