@@ -18,7 +18,7 @@ from cnnlab import nn
 from cnnlab.checkpoint import load_model, save_model
 from cnnlab.models import build_model
 from cnnlab.nn import functional as F
-from cnnlab.ops.special import erfc, normal_cdf_and_pdf
+from cnnlab.ops.special import erfc, gelu_and_slope, normal_cdf_and_pdf
 from torch_mirror import to_numpy_state, torch_twin
 
 from helpers import TOLERANCE, assert_gradcheck, compare_with_torch, relative_error
@@ -52,6 +52,34 @@ def test_normal_cdf_and_pdf_to_the_precision_of_each_dtype(dtype, absolute):
     assert np.max(np.abs(pdf - density)[near] / density[near]) < (
         1e-15 if dtype == np.float64 else 2e-6)
     assert all(np.isnan(values[0]) for values in normal_cdf_and_pdf(np.array([np.nan], dtype)))
+
+
+@pytest.mark.parametrize("dtype, absolute, relative", [(np.float64, 3e-16, 1e-15),
+                                                       (np.float32, 4e-7, 3e-6)])
+def test_gelu_and_its_slope_to_the_precision_of_each_dtype(dtype, absolute, relative):
+    # float32 blocks: several of them (BLOCK values each), a ragged last one, |x| past the cap
+    x = np.concatenate([np.linspace(-15, 15, 150000), [0.0, -0.0, 1e3, -1e3, 30.0, -30.0]])
+    x = x.astype(dtype)
+    cdf = np.array([0.5 * math.erfc(-float(value) / math.sqrt(2)) for value in x])
+    x64 = x.astype(np.float64)
+    density = np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi)
+    out, slope = gelu_and_slope(x)
+    assert out.dtype == slope.dtype == dtype and out.shape == slope.shape == x.shape
+    # relative to the terms' magnitudes (the slope crosses 0 at x = -0.75)
+    for ours, reference, size in ((out, x64 * cdf, np.abs(x64) * cdf),
+                                  (slope, cdf + x64 * density, cdf + np.abs(x64) * density)):
+        error = np.abs(ours - reference)
+        assert np.max(error / np.maximum(np.abs(x64), 1)) <= absolute
+        central = size > 1e-8  # x > -5.3 (and x != 0 for out)
+        assert np.max(error[central] / size[central]) < relative
+    assert slope[-6:-4].tolist() == [0.5, 0.5]  # at 0 and -0: Phi(0) + 0
+    assert gelu_and_slope(x, slope=False)[1] is None
+    assert np.array_equal(gelu_and_slope(x.reshape(6, -1), slope=False)[0], out.reshape(6, -1))
+    with np.errstate(invalid="ignore"):  # a NaN beside them
+        far = gelu_and_slope(np.array([np.inf, np.nan, -np.inf], dtype))
+    assert np.isnan(far[0][1]) and np.isnan(far[1][1])
+    if dtype == np.float32:  # (float64 as torch: inf * 0 is NaN)
+        assert far[0][0] == np.inf and abs(far[0][2]) < 1e-36  # -|x| Phi(-|x|) capped
 
 
 # ----- the new primitives -----------------------------------------------------------------------
