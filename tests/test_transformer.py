@@ -18,6 +18,7 @@ from cnnlab import nn
 from cnnlab.checkpoint import load_model, save_model
 from cnnlab.models import build_model
 from cnnlab.nn import functional as F
+from cnnlab.ops.loss import softmax_rows
 from cnnlab.ops.special import erfc, gelu_and_slope, normal_cdf_and_pdf
 from torch_mirror import to_numpy_state, torch_twin
 
@@ -157,6 +158,19 @@ def test_gelu_and_softmax_match_torch_far_out(dtype):
     x = np.concatenate([np.linspace(-12, 12, 97), [-30.0, 30.0, 1e3, -1e3]])[None, :]
     compare_with_torch(F.gelu, TF.gelu, [x], dtype)
     compare_with_torch(lambda s: F.softmax(s, -1), lambda s: TF.softmax(s, -1), [x * 50], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("offset", [100.0, -800.0])  # past exp's range on one side only
+def test_softmax_shifts_the_blocks_that_need_it(offset, dtype):
+    # (700, 50): blocks of 327 rows (BLOCK values), the last ragged; only it holds the far rows
+    scores = rng.standard_normal((700, 50)) * 3
+    scores[-20:] += offset
+    softmax = (lambda s: F.softmax(s, -1), lambda s: TF.softmax(s, -1))
+    out = compare_with_torch(*softmax, [scores], dtype)
+    assert np.all(np.isfinite(out.data))
+    rows = scores.astype(dtype)
+    assert np.array_equal(softmax_rows(rows, out=rows), out.data)  # in place, the same
 
 
 def test_bad_arguments_name_the_op_and_the_shapes():

@@ -38,7 +38,8 @@ class SelfAttention(Function):
         scores = product(query, key.swapaxes(-1, -2))  # (N, h, L, L)
         if mask is not None:
             scores += mask
-        weights = softmax_rows(scores.reshape(-1, length)).reshape(scores.shape)
+        rows = scores.reshape(-1, length)
+        weights = softmax_rows(rows, out=rows).reshape(scores.shape)  # in place
         dropped = weights if keep is None else weights * keep
         self.saved = (query, key, value, weights, dropped, keep, qkv.shape)
         out = product(dropped, value)  # (N, h, L, d)
@@ -53,9 +54,9 @@ class SelfAttention(Function):
         grad_weights = product(upstream, value.swapaxes(-1, -2))
         if keep is not None:
             grad_weights *= keep
-        grad_scores = softmax_rows_backward(
-            weights.reshape(-1, length), grad_weights.reshape(-1, length)
-        ).reshape(weights.shape)
+        rows = grad_weights.reshape(-1, length)
+        grad_scores = softmax_rows_backward(weights.reshape(-1, length), rows, out=rows)
+        grad_scores = grad_scores.reshape(weights.shape)
         grad_query = product(grad_scores, key)
         grad_query *= 1 / math.sqrt(head_dim)
         grad[:, :, 0] = grad_query.transpose(0, 2, 1, 3)
