@@ -269,6 +269,30 @@ def assert_module_matches_torch(ours, theirs, inputs, dtype=np.float64, **option
 DTYPES = [np.float64, np.float32]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("options", [{}, {"bias": False}, {"elementwise_affine": False}])
+def test_layer_norm_in_blocks_and_without_a_graph(options, dtype):
+    # 2100 rows of 64: blocks of 1024 rows (BLOCK values), the last ragged
+    x = rng.standard_normal((3, 700, 64)) * 3 + 1
+    norm, reference = nn.LayerNorm(64, **options), torch.nn.LayerNorm(64, **options)
+    if norm.weight is not None:
+        norm.weight.data[...] = reference.weight.data.numpy()[...] = rng.standard_normal(64)
+    if norm.bias is not None:
+        norm.bias.data[...] = reference.bias.data.numpy()[...] = rng.standard_normal(64)
+    norm, reference = norm.to(dtype), reference.to(TORCH_DTYPE[dtype])
+    out = compare_with_torch(norm, reference, [x], dtype)
+    with cnnlab.no_grad():  # x_hat made in the output's memory: the same numbers
+        assert np.array_equal(norm(cnnlab.Tensor(x.astype(dtype))).data, out.data)
+    grads = []
+    for frozen in (False, True):  # the input's gradient alone still needs x_hat
+        for parameter in norm.parameters():
+            parameter.requires_grad_(not frozen)
+        inputs = cnnlab.Tensor(x.astype(dtype), requires_grad=True)
+        norm(inputs).backward(np.cos(np.arange(x.size)).reshape(x.shape).astype(dtype))
+        grads.append(inputs.grad)
+    assert np.array_equal(grads[0], grads[1])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, options", [
     (6, {}), ((5, 6), {"eps": 1e-3}), (6, {"elementwise_affine": False}), (6, {"bias": False}),

@@ -24,6 +24,8 @@ import numpy as np
 from cnnlab.ops.function import Function
 from cnnlab.threads import parallel_for
 
+BLOCK = 65536  # values per block of layer norm's rows: a block and its results stay in cache
+
 
 class BatchNorm(Function):
     """out = (x - mean) * inv_std * weight + bias, per channel on axis 1."""
@@ -96,19 +98,28 @@ class LayerNorm(Function):
         self.input_shape, self.weight = x.shape, weight
         features = int(np.prod(x.shape[x.ndim - dims :]))
         rows = x.reshape(-1, features)
-        x_hat, inv_std = np.empty_like(rows), np.empty((len(rows), 1), rows.dtype)
-        out = x_hat if weight is None else np.empty_like(rows)
+        inv_std = np.empty((len(rows), 1), rows.dtype)
+        out = np.empty_like(rows)
+        # x_hat is kept for backward; without one (inference) it is made in out's memory
+        x_hat = np.empty_like(rows) if weight is not None and any(self.needs_input_grad) else out
+        scale = None if weight is None else weight.reshape(-1)
+        step = max(1, BLOCK // features)
 
         def normalise_share(part):  # rows are independent: split over the threads
-            centred = x_hat[part]
-            np.subtract(rows[part], _row_means(rows[part]), out=centred)
-            variance = np.einsum("ij,ij->i", centred, centred)[:, None] / features
-            np.divide(1, np.sqrt(variance + eps), out=inv_std[part])
-            centred *= inv_std[part]
-            if weight is not None:
-                np.multiply(centred, weight.reshape(-1), out=out[part])
-                if bias is not None:
-                    out[part] += bias.reshape(-1)
+            for start in range(part.start, part.stop, step):  # blocks that stay in cache
+                block = slice(start, min(start + step, part.stop))
+                centred = x_hat[block]
+                np.subtract(rows[block], _row_means(rows[block]), out=centred)
+                variance = np.einsum("ij,ij->i", centred, centred)[:, None]
+                variance /= features
+                variance += eps
+                np.sqrt(variance, out=variance)
+                np.divide(1, variance, out=inv_std[block])
+                centred *= inv_std[block]
+                if scale is not None:
+                    np.multiply(centred, scale, out=out[block])
+                    if bias is not None:
+                        out[block] += bias.reshape(-1)
 
         parallel_for(normalise_share, len(rows), rows.nbytes)
         self.x_hat, self.inv_std = x_hat, inv_std
