@@ -133,13 +133,19 @@ class LayerNorm(Function):
         if needs[0]:
             grad_x = np.empty_like(x_hat, dtype=rows.dtype)
 
+            step = max(1, BLOCK // features)
+
             def grad_share(part):
-                scaled = rows[part] if weight is None else rows[part] * weight.reshape(-1)
-                slope = np.einsum("ij,ij->i", scaled, x_hat[part])[:, None] / features
-                share = grad_x[part]
-                np.subtract(scaled, _row_means(scaled), out=share)
-                share -= x_hat[part] * slope
-                share *= self.inv_std[part]
+                for start in range(part.start, part.stop, step):  # blocks that stay in cache
+                    block = slice(start, min(start + step, part.stop))
+                    share = grad_x[block]
+                    scaled = rows[block]
+                    if weight is not None:
+                        scaled = np.multiply(scaled, weight.reshape(-1), out=share)
+                    slope = np.einsum("ij,ij->i", scaled, x_hat[block])[:, None] / features
+                    np.subtract(scaled, _row_means(scaled), out=share)
+                    share -= x_hat[block] * slope
+                    share *= self.inv_std[block]
 
             parallel_for(grad_share, len(rows), rows.nbytes)
             grads[0] = grad_x.reshape(self.input_shape)
