@@ -7,13 +7,15 @@ from cnnlab.ops.function import Function
 from cnnlab.threads import parallel_for
 
 
-def product(a, b):
+def product(a, b, out=None):
     """a @ b; for two matrices split over cnnlab's threads by the longer side of the result
     (rows of a, or columns of b), each share one BLAS call on one thread; for two stacks of
     matrices of the same batch shape (attention's (N, heads, T, d) @ (N, heads, d, S)) split
-    by the first batch axis."""
+    by the first batch axis, written into `out` where given (any strides: a view into a
+    larger array saves attention a copy)."""
     if a.ndim > 2 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:
-        out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
+        if out is None:
+            out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
         work = a.nbytes + b.nbytes + out.nbytes
         parallel_for(lambda batch: np.matmul(a[batch], b[batch], out=out[batch]), len(a), work)
         return out
