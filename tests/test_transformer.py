@@ -163,8 +163,8 @@ def test_gelu_and_softmax_match_torch_far_out(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("offset", [100.0, -800.0])  # past exp's range on one side only
 def test_softmax_shifts_the_blocks_that_need_it(offset, dtype):
-    # (700, 50): blocks of 327 rows (BLOCK values), the last ragged; only it holds the far rows
-    scores = rng.standard_normal((700, 50)) * 3
+    # (2700, 50): blocks of 1310 rows (BLOCK values), the last ragged; only it holds the far rows
+    scores = rng.standard_normal((2700, 50)) * 3
     scores[-20:] += offset
     softmax = (lambda s: F.softmax(s, -1), lambda s: TF.softmax(s, -1))
     out = compare_with_torch(*softmax, [scores], dtype)
