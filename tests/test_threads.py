@@ -182,6 +182,16 @@ def test_matrix_products_split_the_longer_side_of_the_result(split_everything, m
     assert sorted((s.start, s.stop) for s in shares) == expected
 
 
+def test_in_blocks_covers_the_range_in_order_on_the_calling_thread(split_everything):
+    cnnlab.set_num_threads(3)
+    calls = []
+    threads.in_blocks(lambda block: calls.append((block, threading.get_ident())), 10, 4)
+    assert [block for block, _ in calls] == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert {thread for _, thread in calls} == {threading.get_ident()}
+    threads.in_blocks(calls.append, 0, 4)
+    assert len(calls) == 3
+
+
 def test_small_work_stays_on_the_calling_thread(monkeypatch):
     before = cnnlab.get_num_threads()
     try:

@@ -22,7 +22,7 @@ D = prod(normalized_shape) features of one token) and the weight and bias over t
 import numpy as np
 
 from cnnlab.ops.function import Function
-from cnnlab.threads import parallel_for
+from cnnlab.threads import in_blocks, parallel_for
 
 BLOCK = 65536  # values per block of layer norm's rows: a block and its results stay in cache
 
@@ -103,25 +103,22 @@ class LayerNorm(Function):
         # x_hat is kept for backward; without one (inference) it is made in out's memory
         x_hat = np.empty_like(rows) if weight is not None and any(self.needs_input_grad) else out
         scale = None if weight is None else weight.reshape(-1)
-        step = max(1, BLOCK // features)
 
-        def normalise_share(part):  # rows are independent: split over the threads
-            for start in range(part.start, part.stop, step):  # blocks that stay in cache
-                block = slice(start, min(start + step, part.stop))
-                centred = x_hat[block]
-                np.subtract(rows[block], _row_means(rows[block]), out=centred)
-                variance = np.einsum("ij,ij->i", centred, centred)[:, None]
-                variance /= features
-                variance += eps
-                np.sqrt(variance, out=variance)
-                np.divide(1, variance, out=inv_std[block])
-                centred *= inv_std[block]
-                if scale is not None:
-                    np.multiply(centred, scale, out=out[block])
-                    if bias is not None:
-                        out[block] += bias.reshape(-1)
+        def normalise(block):  # rows are independent: in blocks that stay in cache
+            centred = x_hat[block]
+            np.subtract(rows[block], _row_means(rows[block]), out=centred)
+            variance = np.einsum("ij,ij->i", centred, centred)[:, None]
+            variance /= features
+            variance += eps
+            np.sqrt(variance, out=variance)
+            np.divide(1, variance, out=inv_std[block])
+            centred *= inv_std[block]
+            if scale is not None:
+                np.multiply(centred, scale, out=out[block])
+                if bias is not None:
+                    out[block] += bias.reshape(-1)
 
-        parallel_for(normalise_share, len(rows), rows.nbytes)
+        in_blocks(normalise, len(rows), max(1, BLOCK // features))
         self.x_hat, self.inv_std = x_hat, inv_std
         return out.reshape(x.shape)
 
@@ -133,21 +130,17 @@ class LayerNorm(Function):
         if needs[0]:
             grad_x = np.empty_like(x_hat, dtype=rows.dtype)
 
-            step = max(1, BLOCK // features)
+            def grad_block(block):
+                share = grad_x[block]
+                scaled = rows[block]
+                if weight is not None:
+                    scaled = np.multiply(scaled, weight.reshape(-1), out=share)
+                slope = np.einsum("ij,ij->i", scaled, x_hat[block])[:, None] / features
+                np.subtract(scaled, _row_means(scaled), out=share)
+                share -= x_hat[block] * slope
+                share *= self.inv_std[block]
 
-            def grad_share(part):
-                for start in range(part.start, part.stop, step):  # blocks that stay in cache
-                    block = slice(start, min(start + step, part.stop))
-                    share = grad_x[block]
-                    scaled = rows[block]
-                    if weight is not None:
-                        scaled = np.multiply(scaled, weight.reshape(-1), out=share)
-                    slope = np.einsum("ij,ij->i", scaled, x_hat[block])[:, None] / features
-                    np.subtract(scaled, _row_means(scaled), out=share)
-                    share -= x_hat[block] * slope
-                    share *= self.inv_std[block]
-
-            parallel_for(grad_share, len(rows), rows.nbytes)
+            in_blocks(grad_block, len(rows), max(1, BLOCK // features))
             grads[0] = grad_x.reshape(self.input_shape)
         if len(needs) > 1 and needs[1]:
             grads[1] = np.einsum("ij,ij->j", rows, x_hat).reshape(weight.shape)

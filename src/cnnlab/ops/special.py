@@ -18,7 +18,7 @@ ViT's GELU input (128 x 50 x 128 float32 values), one thread, in one run on the 
   (torch's fused float32 GELU: under 1 ms.)
 
 So float64 (gradient checks, parity tests) gets Cody's three ranges, exact to rounding, and
-float32 (training) the fit, evaluated in float32 in cache-sized blocks on cnnlab's threads.
+float32 (training) the fit, evaluated in float32 in cache-sized blocks.
 Against math.erfc its Phi is within 1.2e-7 absolute (two float32 steps near 1) and 2e-6
 relative for x > -6 (the rounding of x^2 inside exp, amplified by x^2 / 2): what float32
 holds, as torch's own float32 erf.
@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from cnnlab.threads import parallel_for
+from cnnlab.threads import in_blocks
 
 # Cody's coefficients, highest power first (each denominator's leading coefficient is 1).
 # erf(y) = y * ERF_NUM(y^2) / ERF_DEN(y^2) for |y| <= 0.46875
@@ -130,17 +130,6 @@ def _capped_abs(values):
     return u
 
 
-def _blocks(function, flat):
-    """function(block) for slices of BLOCK values that cover the 1-D array flat, split over
-    cnnlab's threads (the work: about 8 passes' worth of its bytes)."""
-
-    def share(values):
-        for start in range(values.start, values.stop, BLOCK):
-            function(slice(start, min(start + BLOCK, values.stop)))
-
-    parallel_for(share, len(flat), flat.nbytes * 8)
-
-
 def _cdf_and_pdf_fast(x):
     """(Phi(x), phi(x)) for a float32 array by the fitted rational (see the module docstring)."""
     flat = np.ascontiguousarray(x).reshape(-1)
@@ -154,7 +143,7 @@ def _cdf_and_pdf_fast(x):
         np.subtract(np.logical_not(np.signbit(flat[block])), tail, out=cdf[block])
         pdf[block] *= 1 / math.sqrt(2 * math.pi)
 
-    _blocks(block_work, flat)
+    in_blocks(block_work, len(flat), BLOCK)
     return cdf.reshape(x.shape), pdf.reshape(x.shape)
 
 
@@ -180,7 +169,7 @@ def _gelu_fast(x, slope):
         np.maximum(values, 0, out=out[block])
         out[block] -= tail
 
-    _blocks(block_work, flat)
+    in_blocks(block_work, len(flat), BLOCK)
     return out.reshape(x.shape), (grad.reshape(x.shape) if slope else None)
 
 
