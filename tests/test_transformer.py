@@ -30,11 +30,15 @@ TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
 
 # ----- erfc and the normal CDF ------------------------------------------------------------------
 def test_erfc_is_exact_to_float64_rounding_over_all_three_ranges():
-    z = np.concatenate([np.linspace(-26, 26, 20001), rng.standard_normal(2000) * 3, [0.0]])
+    edges = [0.46875, -0.46875, 4.0, -4.0]  # where one range hands over to the next
+    z = np.concatenate([np.linspace(-26, 26, 20001), rng.standard_normal(2000) * 3, [0.0], edges])
     reference = np.array([math.erfc(value) for value in z])
     assert np.max(np.abs(erfc(z) - reference) / reference) < 2e-15
     assert erfc(np.array([40.0, -40.0, np.inf, -np.inf])).tolist() == [0.0, 2.0, 0.0, 2.0]
     assert np.isnan(erfc(np.array([np.nan])))[0]
+    single = np.float32([0.3, -2.5, 7.0])  # computed in float64 whatever comes in
+    assert erfc(single).dtype == np.float64
+    assert np.array_equal(erfc(single), erfc(single.astype(np.float64)))
 
 
 @pytest.mark.parametrize("dtype, absolute", [(np.float64, 2e-16), (np.float32, 2e-7)])
