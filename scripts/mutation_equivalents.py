@@ -23,6 +23,12 @@ CODY_EDGE = "at |z| = 0.46875 or 4 exactly the neighbouring range serves: each o
             "ranges is exact to rounding there too (the mutants that leave the edge to no " \
             "range are killed)"
 SWAP_LAST = "swapaxes(-2, -1) and swapaxes(-1, 2) of a 4-D array swap the same two last axes"
+LOSS = "src/cnnlab/ops/loss.py"
+ROW_BLOCKS = "a tuning constant (rows of more than 65536 values, or none, never come): it only " \
+             "moves where softmax's blocks of rows end, which decides no more than SHIFT does"
+SHIFT = "speed only: the shift is skipped in fewer blocks (at +-40 exactly, or never); shifted " \
+        "or not the softmax is the same to rounding, and the blocks that must be shifted are " \
+        "tested (test_softmax_shifts_the_blocks_that_need_it)"
 SPLIT = "speed only: decides whether the work is split over threads, and split or not the " \
         "results agree (test_threads)"
 
@@ -49,14 +55,29 @@ EQUIVALENT = [
     ("src/cnnlab/ops/matmul.py", "if a.shape[0] >= b.shape[1]:",
      "if a.shape[0] > b.shape[1]:", "when the two sides are equal either split is right",
      ("product", "add_product")),
+    # ----- ops/loss.py ---------------------------------------------------------------------------
+    *[(LOSS, "BLOCK = 65536  # values per block of rows: a block and its results stay in cache "
+       "(L2)", f"BLOCK = {size}  # values per block of rows: a block and its results stay in "
+       "cache (L2)", ROW_BLOCKS) for size in (65535, 65537)],
+    *[(LOSS, "return max(1, BLOCK // max(1, rows.shape[1]))", mutated, ROW_BLOCKS)
+      for mutated in ("return max(0, BLOCK // max(1, rows.shape[1]))",
+                      "return max(1, BLOCK // max(0, rows.shape[1]))",
+                      "return max(1, BLOCK // max(1, rows.shape[0]))",
+                      "return max(1, BLOCK // max(2, rows.shape[1]))",
+                      "return max(2, BLOCK // max(1, rows.shape[1]))")],
+    *[(LOSS, "if values.min() >= -SHIFT_FREE and values.max() <= SHIFT_FREE:", mutated, SHIFT)
+      for mutated in ("if values.min() > -SHIFT_FREE and values.max() <= SHIFT_FREE:",
+                      "if values.min() >= -SHIFT_FREE and values.max() < SHIFT_FREE:",
+                      "if values.min() >= SHIFT_FREE and values.max() <= SHIFT_FREE:")],
     # ----- ops/norm.py ---------------------------------------------------------------------------
     ("src/cnnlab/ops/norm.py", "count = grad_output.size // grad_output.shape[1]",
      "count = grad_output.size / grad_output.shape[1]",
      "an exact quotient: dividing by the int or by the same float gives the same floats"),
     # ----- ops/special.py ------------------------------------------------------------------------
-    (SPECIAL, "BLOCK = 65536  # values per block of the float32 path: its few temporaries stay "
-     "in cache (L2)", "*", "a tuning constant: every float32 pass is elementwise, so any "
-     "blocking gives the same numbers"),
+    *[(SPECIAL, "BLOCK = 65536  # values per block of the float32 path: its few temporaries "
+       "stay in cache (L2)", f"BLOCK = {size}  # values per block of the float32 path: its few "
+       "temporaries stay in cache (L2)", "a tuning constant: every float32 pass is elementwise, "
+       "so any blocking gives the same numbers") for size in (65535, 65537)],
     (SPECIAL, "if not u.max() <= LAST_NORMAL:", "if not u.max() < LAST_NORMAL:",
      "capping a block whose largest |x| equals LAST_NORMAL changes nothing"),
     (SPECIAL, "if coefficients[0] == 1:", "if coefficients[0] == 2:", LEADING_ONE),
