@@ -24,11 +24,13 @@ CODY_EDGE = "at |z| = 0.46875 or 4 exactly the neighbouring range serves: each o
             "range are killed)"
 SWAP_LAST = "swapaxes(-2, -1) and swapaxes(-1, 2) of a 4-D array swap the same two last axes"
 LOSS = "src/cnnlab/ops/loss.py"
-ROW_BLOCKS = "a tuning constant (rows of more than 65536 values, or none, never come): it only " \
-             "moves where softmax's blocks of rows end, which decides no more than SHIFT does"
+ROW_BLOCKS = "it only moves where softmax's blocks of rows end, which decides no more than " \
+             "SHIFT does"
 SHIFT = "speed only: the shift is skipped in fewer blocks (at +-40 exactly, or never); shifted " \
         "or not the softmax is the same to rounding, and the blocks that must be shifted are " \
         "tested (test_softmax_shifts_the_blocks_that_need_it)"
+LAYER_NORM_BLOCKS = "a tuning constant: layer norm's rows are independent, so where its " \
+                    "blocks of rows end changes no number"
 SPLIT = "speed only: decides whether the work is split over threads, and split or not the " \
         "results agree (test_threads)"
 
@@ -60,16 +62,24 @@ EQUIVALENT = [
        "(L2)", f"BLOCK = {size}  # values per block of rows: a block and its results stay in "
        "cache (L2)", ROW_BLOCKS) for size in (65535, 65537)],
     *[(LOSS, "return max(1, BLOCK // max(1, rows.shape[1]))", mutated, ROW_BLOCKS)
-      for mutated in ("return max(0, BLOCK // max(1, rows.shape[1]))",
-                      "return max(1, BLOCK // max(0, rows.shape[1]))",
-                      "return max(1, BLOCK // max(1, rows.shape[0]))",
+      for mutated in ("return max(1, BLOCK // max(1, rows.shape[0]))",
                       "return max(1, BLOCK // max(2, rows.shape[1]))",
                       "return max(2, BLOCK // max(1, rows.shape[1]))")],
+    (LOSS, "return max(1, BLOCK // max(1, rows.shape[1]))",
+     "return max(1, BLOCK // max(0, rows.shape[1]))", "only rows of 0 values differ, and a "
+     "softmax over an empty axis fails either way (NumPy's zero-size min, or this division)"),
     *[(LOSS, "if values.min() >= -SHIFT_FREE and values.max() <= SHIFT_FREE:", mutated, SHIFT)
       for mutated in ("if values.min() > -SHIFT_FREE and values.max() <= SHIFT_FREE:",
                       "if values.min() >= -SHIFT_FREE and values.max() < SHIFT_FREE:",
                       "if values.min() >= SHIFT_FREE and values.max() <= SHIFT_FREE:")],
     # ----- ops/norm.py ---------------------------------------------------------------------------
+    *[("src/cnnlab/ops/norm.py", "BLOCK = 65536  # values per block of layer norm's rows: a "
+       "block and its results stay in cache", f"BLOCK = {size}  # values per block of layer "
+       "norm's rows: a block and its results stay in cache", LAYER_NORM_BLOCKS)
+      for size in (65535, 65537)],
+    *[("src/cnnlab/ops/norm.py", f"in_blocks({name}, len(rows), max(1, BLOCK // features))",
+       f"in_blocks({name}, len(rows), max(2, BLOCK // features))", LAYER_NORM_BLOCKS)
+      for name in ("normalise", "grad_block")],
     ("src/cnnlab/ops/norm.py", "count = grad_output.size // grad_output.shape[1]",
      "count = grad_output.size / grad_output.shape[1]",
      "an exact quotient: dividing by the int or by the same float gives the same floats"),

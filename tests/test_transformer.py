@@ -177,6 +177,13 @@ def test_softmax_shifts_the_blocks_that_need_it(offset, dtype):
     assert np.array_equal(softmax_rows(rows, out=rows), out.data)  # in place, the same
 
 
+def test_softmax_and_layer_norm_of_rows_wider_than_a_block():
+    wide = rng.standard_normal((2, 70000))  # more values a row than BLOCK: a row a block
+    compare_with_torch(lambda s: F.softmax(s, -1), lambda s: TF.softmax(s, -1), [wide])
+    compare_with_torch(lambda x: F.layer_norm(x, 70000), lambda x: TF.layer_norm(x, (70000,)),
+                       [wide])
+
+
 def test_bad_arguments_name_the_op_and_the_shapes():
     x = cnnlab.Tensor(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match=r"layer_norm: expected input of shape \(\*, 5\), got"):
