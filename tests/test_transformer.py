@@ -302,6 +302,23 @@ def test_layer_norm_in_blocks_and_without_a_graph(options, dtype):
         norm(inputs).backward(np.cos(np.arange(x.size)).reshape(x.shape).astype(dtype))
         grads.append(inputs.grad)
     assert np.array_equal(grads[0], grads[1])
+    if norm.weight is not None:  # the parameters' gradients alone, the input needing none
+        for parameter in norm.parameters():
+            parameter.requires_grad_(True)
+            parameter.grad = None
+        upstream = np.cos(np.arange(x.size)).reshape(x.shape).astype(dtype)
+        norm(cnnlab.Tensor(x.astype(dtype))).backward(upstream)
+        reference.zero_grad()
+        reference(torch.tensor(x.astype(dtype))).backward(torch.from_numpy(upstream))
+        for name, parameter in norm.named_parameters():
+            expected = getattr(reference, name).grad.numpy()
+            assert relative_error(parameter.grad, expected) <= TOLERANCE[dtype]
+        if norm.bias is not None:  # the bias's alone
+            norm.weight.requires_grad_(False)
+            norm.bias.grad = None
+            norm(cnnlab.Tensor(x.astype(dtype))).backward(upstream)
+            expected = reference.bias.grad.numpy()
+            assert relative_error(norm.bias.grad, expected) <= TOLERANCE[dtype]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
