@@ -18,6 +18,21 @@ TENSOR_INDEX = "NumPy reads a Tensor used as an index through __array__, the sam
 PRIORITY = "any __array_priority__ above ndarray's 0 makes NumPy defer to Tensor the same way"
 CLOSED_FORM = "closed forms are only evaluated at epoch 0 (SequentialLR's milestones), where " \
               "the exponent is 0 either way"
+SPECIAL, ATTENTION = "src/cnnlab/ops/special.py", "src/cnnlab/ops/attention.py"
+LEADING_ONE = "the shortcut for a leading coefficient 1 only skips t * 1.0, which is t exactly; " \
+              "no coefficient list starts with 0 or 2 or has 1 second"
+CODY_EDGE = "at |z| = 0.46875 or 4 exactly the neighbouring range serves: each of Cody's " \
+            "ranges is exact to rounding there too (the mutants that leave the edge to no " \
+            "range are killed)"
+SWAP_LAST = "swapaxes(-2, -1) and swapaxes(-1, 2) of a 4-D array swap the same two last axes"
+LOSS = "src/cnnlab/ops/loss.py"
+ROW_BLOCKS = "it only moves where softmax's blocks of rows end, which decides no more than " \
+             "SHIFT does"
+SHIFT = "speed only: the shift is skipped in fewer blocks (at +-40 exactly, or never); shifted " \
+        "or not the softmax is the same to rounding, and the blocks that must be shifted are " \
+        "tested (test_softmax_shifts_the_blocks_that_need_it)"
+LAYER_NORM_BLOCKS = "a tuning constant: layer norm's rows are independent, so where its " \
+                    "blocks of rows end changes no number"
 SPLIT = "speed only: decides whether the work is split over threads, and split or not the " \
         "results agree (test_threads)"
 
@@ -39,7 +54,8 @@ EQUIVALENT = [
      "a basic index taken for an advanced one goes through np.add.at, which handles None, "
      "Ellipsis, ints and slices the same (only slower); the reverse mistakes are killed"),
     # ----- ops/matmul.py -------------------------------------------------------------------------
-    ("src/cnnlab/ops/matmul.py", "nbytes = a.nbytes + b.nbytes", "*", SPLIT),
+    ("src/cnnlab/ops/matmul.py", "nbytes = a.nbytes + b.nbytes", "*", SPLIT,
+     ("product", "add_product")),
     ("src/cnnlab/ops/matmul.py", "work = a.nbytes + b.nbytes + out.nbytes", "*", SPLIT),
     ("src/cnnlab/ops/matmul.py",
      "if a.ndim > 2 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:", "*",
@@ -49,11 +65,57 @@ EQUIVALENT = [
      "the same for 4-D ones (a.shape[:2] is a.shape[:-2]); none admits a pair NumPy would "
      "broadcast"),
     ("src/cnnlab/ops/matmul.py", "if a.shape[0] >= b.shape[1]:",
-     "if a.shape[0] > b.shape[1]:", "when the two sides are equal either split is right"),
+     "if a.shape[0] > b.shape[1]:", "when the two sides are equal either split is right",
+     ("product", "add_product")),
+    # ----- ops/loss.py ---------------------------------------------------------------------------
+    *[(LOSS, "BLOCK = 65536  # values per block of rows: a block and its results stay in cache "
+       "(L2)", f"BLOCK = {size}  # values per block of rows: a block and its results stay in "
+       "cache (L2)", ROW_BLOCKS) for size in (65535, 65537)],
+    *[(LOSS, "return max(1, BLOCK // max(1, rows.shape[1]))", mutated, ROW_BLOCKS)
+      for mutated in ("return max(1, BLOCK // max(1, rows.shape[0]))",
+                      "return max(1, BLOCK // max(2, rows.shape[1]))",
+                      "return max(2, BLOCK // max(1, rows.shape[1]))")],
+    (LOSS, "return max(1, BLOCK // max(1, rows.shape[1]))",
+     "return max(1, BLOCK // max(0, rows.shape[1]))", "only rows of 0 values differ, and a "
+     "softmax over an empty axis fails either way (NumPy's zero-size min, or this division)"),
+    *[(LOSS, "if values.min() >= -SHIFT_FREE and values.max() <= SHIFT_FREE:", mutated, SHIFT)
+      for mutated in ("if values.min() > -SHIFT_FREE and values.max() <= SHIFT_FREE:",
+                      "if values.min() >= -SHIFT_FREE and values.max() < SHIFT_FREE:",
+                      "if values.min() >= SHIFT_FREE and values.max() <= SHIFT_FREE:")],
     # ----- ops/norm.py ---------------------------------------------------------------------------
+    *[("src/cnnlab/ops/norm.py", "BLOCK = 65536  # values per block of layer norm's rows: a "
+       "block and its results stay in cache", f"BLOCK = {size}  # values per block of layer "
+       "norm's rows: a block and its results stay in cache", LAYER_NORM_BLOCKS)
+      for size in (65535, 65537)],
+    *[("src/cnnlab/ops/norm.py", f"in_blocks({name}, len(rows), max(1, BLOCK // features))",
+       f"in_blocks({name}, len(rows), max(2, BLOCK // features))", LAYER_NORM_BLOCKS)
+      for name in ("normalise", "grad_block")],
     ("src/cnnlab/ops/norm.py", "count = grad_output.size // grad_output.shape[1]",
      "count = grad_output.size / grad_output.shape[1]",
      "an exact quotient: dividing by the int or by the same float gives the same floats"),
+    # ----- ops/special.py ------------------------------------------------------------------------
+    *[(SPECIAL, "BLOCK = 65536  # values per block of the float32 path: its few temporaries "
+       "stay in cache (L2)", f"BLOCK = {size}  # values per block of the float32 path: its few "
+       "temporaries stay in cache (L2)", "a tuning constant: every float32 pass is elementwise, "
+       "so any blocking gives the same numbers") for size in (65535, 65537)],
+    (SPECIAL, "if not u.max() <= LAST_NORMAL:", "if not u.max() < LAST_NORMAL:",
+     "capping a block whose largest |x| equals LAST_NORMAL changes nothing"),
+    (SPECIAL, "if coefficients[0] == 1:", "if coefficients[0] == 2:", LEADING_ONE),
+    (SPECIAL, "if coefficients[0] == 1:", "if coefficients[0] == 0:", LEADING_ONE),
+    (SPECIAL, "if coefficients[0] == 1:", "if coefficients[1] == 1:", LEADING_ONE),
+    (SPECIAL, "small = y <= SMALL", "small = y < SMALL", CODY_EDGE),
+    (SPECIAL, "middle = (y > SMALL) & (y <= LARGE)", "middle = (y >= SMALL) & (y <= LARGE)",
+     CODY_EDGE),
+    (SPECIAL, "large = y > LARGE", "large = y >= LARGE", CODY_EDGE),
+    (SPECIAL, "negative = ~small & (z < 0)", "negative = ~small & (z <= 0)",
+     "z = 0 is small (|z| <= 0.46875), so ~small leaves it out either way"),
+    # ----- ops/attention.py ----------------------------------------------------------------------
+    *[(ATTENTION, line, line.replace("swapaxes(-1, -2)", swapped), SWAP_LAST)
+      for line in ("scores = product(query, key.swapaxes(-1, -2))  # (N, h, L, L)",
+                   "product(dropped.swapaxes(-1, -2), upstream, out=grad_parts[2])",
+                   "grad_weights = product(upstream, value.swapaxes(-1, -2))",
+                   "product(grad_scores.swapaxes(-1, -2), query, out=grad_parts[1])")
+      for swapped in ("swapaxes(-2, -1)", "swapaxes(-1, 2)")],
     # ----- ops/conv.py ---------------------------------------------------------------------------
     (CONV, "BLOCK_BYTES = 5 << 19  # 2.5 MB", "*",
      "a tuning constant: only the size of the cache blocks changes, and every blocking (one "

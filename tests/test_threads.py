@@ -172,8 +172,24 @@ def test_matrix_products_split_the_longer_side_of_the_result(split_everything, m
     a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
     np.testing.assert_allclose(matmul.product(a, b), a @ b, rtol=1e-14)
     longer = a_shape[0] if axis == 0 else b_shape[1]
-    assert sorted((s.start, s.stop) for s in shares) == [
-        (longer * k // 3, longer * (k + 1) // 3) for k in range(3)]
+    expected = [(longer * k // 3, longer * (k + 1) // 3) for k in range(3)]
+    assert sorted((s.start, s.stop) for s in shares) == expected
+    shares.clear()  # the accumulating product (Linear's, after its bias) splits alike
+    start = rng.standard_normal((a_shape[0], b_shape[1]))
+    out = start.copy()
+    matmul.add_product(a, b, out)
+    np.testing.assert_allclose(out, start + a @ b, rtol=1e-14)
+    assert sorted((s.start, s.stop) for s in shares) == expected
+
+
+def test_in_blocks_covers_the_range_in_order_on_the_calling_thread(split_everything):
+    cnnlab.set_num_threads(3)
+    calls = []
+    threads.in_blocks(lambda block: calls.append((block, threading.get_ident())), 10, 4)
+    assert [block for block, _ in calls] == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert {thread for _, thread in calls} == {threading.get_ident()}
+    threads.in_blocks(calls.append, 0, 4)
+    assert len(calls) == 3
 
 
 def test_small_work_stays_on_the_calling_thread(monkeypatch):

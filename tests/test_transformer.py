@@ -18,7 +18,8 @@ from cnnlab import nn
 from cnnlab.checkpoint import load_model, save_model
 from cnnlab.models import build_model
 from cnnlab.nn import functional as F
-from cnnlab.ops.special import erfc, normal_cdf_and_pdf
+from cnnlab.ops.loss import softmax_rows
+from cnnlab.ops.special import erfc, gelu_and_slope, normal_cdf_and_pdf
 from torch_mirror import to_numpy_state, torch_twin
 
 from helpers import TOLERANCE, assert_gradcheck, compare_with_torch, relative_error
@@ -29,11 +30,15 @@ TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
 
 # ----- erfc and the normal CDF ------------------------------------------------------------------
 def test_erfc_is_exact_to_float64_rounding_over_all_three_ranges():
-    z = np.concatenate([np.linspace(-26, 26, 20001), rng.standard_normal(2000) * 3, [0.0]])
+    edges = [0.46875, -0.46875, 4.0, -4.0]  # where one range hands over to the next
+    z = np.concatenate([np.linspace(-26, 26, 20001), rng.standard_normal(2000) * 3, [0.0], edges])
     reference = np.array([math.erfc(value) for value in z])
     assert np.max(np.abs(erfc(z) - reference) / reference) < 2e-15
     assert erfc(np.array([40.0, -40.0, np.inf, -np.inf])).tolist() == [0.0, 2.0, 0.0, 2.0]
     assert np.isnan(erfc(np.array([np.nan])))[0]
+    single = np.float32([0.3, -2.5, 7.0])  # computed in float64 whatever comes in
+    assert erfc(single).dtype == np.float64
+    assert np.array_equal(erfc(single), erfc(single.astype(np.float64)))
 
 
 @pytest.mark.parametrize("dtype, absolute", [(np.float64, 2e-16), (np.float32, 2e-7)])
@@ -52,6 +57,34 @@ def test_normal_cdf_and_pdf_to_the_precision_of_each_dtype(dtype, absolute):
     assert np.max(np.abs(pdf - density)[near] / density[near]) < (
         1e-15 if dtype == np.float64 else 2e-6)
     assert all(np.isnan(values[0]) for values in normal_cdf_and_pdf(np.array([np.nan], dtype)))
+
+
+@pytest.mark.parametrize("dtype, absolute, relative", [(np.float64, 3e-16, 1e-15),
+                                                       (np.float32, 4e-7, 3e-6)])
+def test_gelu_and_its_slope_to_the_precision_of_each_dtype(dtype, absolute, relative):
+    # float32 blocks: several of them (BLOCK values each), a ragged last one, |x| past the cap
+    x = np.concatenate([np.linspace(-15, 15, 150000), [0.0, -0.0, 1e3, -1e3, 30.0, -30.0]])
+    x = x.astype(dtype)
+    cdf = np.array([0.5 * math.erfc(-float(value) / math.sqrt(2)) for value in x])
+    x64 = x.astype(np.float64)
+    density = np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi)
+    out, slope = gelu_and_slope(x)
+    assert out.dtype == slope.dtype == dtype and out.shape == slope.shape == x.shape
+    # relative to the terms' magnitudes (the slope crosses 0 at x = -0.75)
+    for ours, reference, size in ((out, x64 * cdf, np.abs(x64) * cdf),
+                                  (slope, cdf + x64 * density, cdf + np.abs(x64) * density)):
+        error = np.abs(ours - reference)
+        assert np.max(error / np.maximum(np.abs(x64), 1)) <= absolute
+        central = size > 1e-8  # x > -5.3 (and x != 0 for out)
+        assert np.max(error[central] / size[central]) < relative
+    assert slope[-6:-4].tolist() == [0.5, 0.5]  # at 0 and -0: Phi(0) + 0
+    assert gelu_and_slope(x, slope=False)[1] is None
+    assert np.array_equal(gelu_and_slope(x.reshape(6, -1), slope=False)[0], out.reshape(6, -1))
+    with np.errstate(invalid="ignore"):  # a NaN beside them
+        far = gelu_and_slope(np.array([np.inf, np.nan, -np.inf], dtype))
+    assert np.isnan(far[0][1]) and np.isnan(far[1][1])
+    if dtype == np.float32:  # (float64 as torch: inf * 0 is NaN)
+        assert far[0][0] == np.inf and abs(far[0][2]) < 1e-36  # -|x| Phi(-|x|) capped
 
 
 # ----- the new primitives -----------------------------------------------------------------------
@@ -129,6 +162,26 @@ def test_gelu_and_softmax_match_torch_far_out(dtype):
     x = np.concatenate([np.linspace(-12, 12, 97), [-30.0, 30.0, 1e3, -1e3]])[None, :]
     compare_with_torch(F.gelu, TF.gelu, [x], dtype)
     compare_with_torch(lambda s: F.softmax(s, -1), lambda s: TF.softmax(s, -1), [x * 50], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("offset", [100.0, -800.0])  # past exp's range on one side only
+def test_softmax_shifts_the_blocks_that_need_it(offset, dtype):
+    # (2700, 50): blocks of 1310 rows (BLOCK values), the last ragged; only it holds the far rows
+    scores = rng.standard_normal((2700, 50)) * 3
+    scores[-20:] += offset
+    softmax = (lambda s: F.softmax(s, -1), lambda s: TF.softmax(s, -1))
+    out = compare_with_torch(*softmax, [scores], dtype)
+    assert np.all(np.isfinite(out.data))
+    rows = scores.astype(dtype)
+    assert np.array_equal(softmax_rows(rows, out=rows), out.data)  # in place, the same
+
+
+def test_softmax_and_layer_norm_of_rows_wider_than_a_block():
+    wide = rng.standard_normal((2, 70000))  # more values a row than BLOCK: a row a block
+    compare_with_torch(lambda s: F.softmax(s, -1), lambda s: TF.softmax(s, -1), [wide])
+    compare_with_torch(lambda x: F.layer_norm(x, 70000), lambda x: TF.layer_norm(x, (70000,)),
+                       [wide])
 
 
 def test_bad_arguments_name_the_op_and_the_shapes():
@@ -225,6 +278,47 @@ def assert_module_matches_torch(ours, theirs, inputs, dtype=np.float64, **option
 
 
 DTYPES = [np.float64, np.float32]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("options", [{}, {"bias": False}, {"elementwise_affine": False}])
+def test_layer_norm_in_blocks_and_without_a_graph(options, dtype):
+    # 2100 rows of 64: blocks of 1024 rows (BLOCK values), the last ragged
+    x = rng.standard_normal((3, 700, 64)) * 3 + 1
+    norm, reference = nn.LayerNorm(64, **options), torch.nn.LayerNorm(64, **options)
+    if norm.weight is not None:
+        norm.weight.data[...] = reference.weight.data.numpy()[...] = rng.standard_normal(64)
+    if norm.bias is not None:
+        norm.bias.data[...] = reference.bias.data.numpy()[...] = rng.standard_normal(64)
+    norm, reference = norm.to(dtype), reference.to(TORCH_DTYPE[dtype])
+    out = compare_with_torch(norm, reference, [x], dtype)
+    with cnnlab.no_grad():  # x_hat made in the output's memory: the same numbers
+        assert np.array_equal(norm(cnnlab.Tensor(x.astype(dtype))).data, out.data)
+    grads = []
+    for frozen in (False, True):  # the input's gradient alone still needs x_hat
+        for parameter in norm.parameters():
+            parameter.requires_grad_(not frozen)
+        inputs = cnnlab.Tensor(x.astype(dtype), requires_grad=True)
+        norm(inputs).backward(np.cos(np.arange(x.size)).reshape(x.shape).astype(dtype))
+        grads.append(inputs.grad)
+    assert np.array_equal(grads[0], grads[1])
+    if norm.weight is not None:  # the parameters' gradients alone, the input needing none
+        for parameter in norm.parameters():
+            parameter.requires_grad_(True)
+            parameter.grad = None
+        upstream = np.cos(np.arange(x.size)).reshape(x.shape).astype(dtype)
+        norm(cnnlab.Tensor(x.astype(dtype))).backward(upstream)
+        reference.zero_grad()
+        reference(torch.tensor(x.astype(dtype))).backward(torch.from_numpy(upstream))
+        for name, parameter in norm.named_parameters():
+            expected = getattr(reference, name).grad.numpy()
+            assert relative_error(parameter.grad, expected) <= TOLERANCE[dtype]
+        if norm.bias is not None:  # the bias's alone
+            norm.weight.requires_grad_(False)
+            norm.bias.grad = None
+            norm(cnnlab.Tensor(x.astype(dtype))).backward(upstream)
+            expected = reference.bias.grad.numpy()
+            assert relative_error(norm.bias.grad, expected) <= TOLERANCE[dtype]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

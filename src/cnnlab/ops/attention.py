@@ -38,26 +38,28 @@ class SelfAttention(Function):
         scores = product(query, key.swapaxes(-1, -2))  # (N, h, L, L)
         if mask is not None:
             scores += mask
-        weights = softmax_rows(scores.reshape(-1, length)).reshape(scores.shape)
+        rows = scores.reshape(-1, length)
+        weights = softmax_rows(rows, out=rows).reshape(scores.shape)  # in place
         dropped = weights if keep is None else weights * keep
         self.saved = (query, key, value, weights, dropped, keep, qkv.shape)
-        out = product(dropped, value)  # (N, h, L, d)
-        return out.transpose(0, 2, 1, 3).reshape(count, length, width // 3)
+        out = np.empty((count, length, heads, head_dim), qkv.dtype)
+        product(dropped, value, out=out.transpose(0, 2, 1, 3))  # (N, h, L, d) into (N, L, h, d)
+        return out.reshape(count, length, width // 3)
 
     def backward(self, grad_output):
         query, key, value, weights, dropped, keep, shape = self.saved
         count, heads, length, head_dim = query.shape
         upstream = grad_output.reshape(count, length, heads, head_dim).transpose(0, 2, 1, 3)
         grad = np.empty((count, length, 3, heads, head_dim), grad_output.dtype)
-        grad[:, :, 2] = product(dropped.swapaxes(-1, -2), upstream).transpose(0, 2, 1, 3)
+        grad_parts = grad.transpose(2, 0, 3, 1, 4)  # (3, N, h, L, d) views, as qkv's parts
+        product(dropped.swapaxes(-1, -2), upstream, out=grad_parts[2])
         grad_weights = product(upstream, value.swapaxes(-1, -2))
         if keep is not None:
             grad_weights *= keep
-        grad_scores = softmax_rows_backward(
-            weights.reshape(-1, length), grad_weights.reshape(-1, length)
-        ).reshape(weights.shape)
-        grad_query = product(grad_scores, key)
-        grad_query *= 1 / math.sqrt(head_dim)
-        grad[:, :, 0] = grad_query.transpose(0, 2, 1, 3)
-        grad[:, :, 1] = product(grad_scores.swapaxes(-1, -2), query).transpose(0, 2, 1, 3)
+        rows = grad_weights.reshape(-1, length)
+        grad_scores = softmax_rows_backward(weights.reshape(-1, length), rows, out=rows)
+        grad_scores = grad_scores.reshape(weights.shape)
+        product(grad_scores, key, out=grad_parts[0])
+        grad_parts[0] *= 1 / math.sqrt(head_dim)
+        product(grad_scores.swapaxes(-1, -2), query, out=grad_parts[1])
         return (grad.reshape(shape),)

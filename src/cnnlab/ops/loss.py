@@ -8,7 +8,7 @@ forward stable and the backward one line each.
 import numpy as np
 
 from cnnlab.ops.function import Function
-from cnnlab.threads import parallel_for
+from cnnlab.threads import in_blocks
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -74,44 +74,62 @@ class Softmax(Function):
         return (grad,)
 
 
-def softmax_rows(rows):
-    """Softmax of each row of a C-contiguous (M, S) array -> (M, S).
+# Scores within [-SHIFT_FREE, SHIFT_FREE] need no shift before exp: nothing overflows (e^40 =
+# 2.4e17) or sums to a subnormal number (each row's largest term is at least e^-40).
+SHIFT_FREE = 40.0
+BLOCK = 65536  # values per block of rows: a block and its results stay in cache (L2)
 
-    The rows are split over cnnlab's threads, and their sums are matrix-vector products:
-    NumPy's reduction over short rows is three times slower.
+
+def softmax_rows(rows, out=None):
+    """Softmax of each row of a C-contiguous (M, S) array -> (M, S), written into `out` (a new
+    array, or any (M, S) C-contiguous one: rows itself to work in place).
+
+    In blocks of rows that stay in cache, on this thread (see cnnlab.threads). A block whose
+    values all lie within +-SHIFT_FREE takes exp(s) / sum(exp(s)) as it is (the same numbers:
+    exp is as exact either way); any other (larger scores, a -inf mask, a NaN) has each row's max
+    subtracted first. Row sums are matrix-vector products: NumPy's reduction over short rows
+    is three times slower. Attention's scores (N h L, L), L = 50, one thread: 2.9 ms with
+    every row shifted, out of cache; 1.35 ms in blocks without the shift.
     """
-    out = np.empty_like(rows)
+    out = np.empty_like(rows) if out is None else out
+    ones = np.ones(rows.shape[1], rows.dtype)
 
-    def share(part):
-        block = out[part]
-        np.subtract(rows[part], rows[part].max(axis=1, keepdims=True), out=block)
-        np.exp(block, out=block)
-        block /= _row_sums(block)
+    def block_work(block):
+        values, result = rows[block], out[block]
+        if values.min() >= -SHIFT_FREE and values.max() <= SHIFT_FREE:
+            np.exp(values, out=result)
+        else:
+            np.subtract(values, values.max(axis=1, keepdims=True), out=result)
+            np.exp(result, out=result)
+        result /= (result @ ones)[:, None]
 
-    parallel_for(share, len(rows), rows.nbytes)
+    in_blocks(block_work, len(rows), _rows_per_block(rows))
     return out
 
 
-def softmax_rows_backward(probabilities, upstream):
-    """(M, S) softmax rows and the gradient g of their output -> p * (g - sum(g * p)) rows."""
-    grad = np.empty_like(probabilities, dtype=upstream.dtype)
+def softmax_rows_backward(probabilities, upstream, out=None):
+    """(M, S) softmax rows p and the gradient g of their output -> p * (g - sum(g * p)) rows,
+    written into `out` (a new array, or upstream itself to work in place), in blocks of rows
+    as `softmax_rows`."""
+    out = np.empty_like(probabilities, dtype=upstream.dtype) if out is None else out
+    ones = np.ones(out.shape[1], out.dtype)
 
-    def share(part):
-        block, rows = grad[part], probabilities[part]
-        np.multiply(upstream[part], rows, out=block)
-        block -= rows * _row_sums(block)
+    def block_work(block):
+        result, rows = out[block], probabilities[block]
+        np.multiply(upstream[block], rows, out=result)
+        result -= rows * (result @ ones)[:, None]
 
-    parallel_for(share, len(grad), grad.nbytes)
-    return grad
+    in_blocks(block_work, len(out), _rows_per_block(out))
+    return out
+
+
+def _rows_per_block(rows):
+    """How many rows of the (M, S) array rows make a block of about BLOCK values."""
+    return max(1, BLOCK // max(1, rows.shape[1]))
 
 
 def _rowwise(a, dim):
     return a.ndim >= 1 and dim % a.ndim == a.ndim - 1 and a.flags.c_contiguous
-
-
-def _row_sums(rows):
-    """(M, S) -> (M, 1) sums, as one matrix-vector product."""
-    return (rows @ np.ones(rows.shape[1], rows.dtype))[:, None]
 
 
 class SoftmaxCrossEntropy(Function):

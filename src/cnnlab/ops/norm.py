@@ -22,7 +22,9 @@ D = prod(normalized_shape) features of one token) and the weight and bias over t
 import numpy as np
 
 from cnnlab.ops.function import Function
-from cnnlab.threads import parallel_for
+from cnnlab.threads import in_blocks, parallel_for
+
+BLOCK = 65536  # values per block of layer norm's rows: a block and its results stay in cache
 
 
 class BatchNorm(Function):
@@ -96,21 +98,27 @@ class LayerNorm(Function):
         self.input_shape, self.weight = x.shape, weight
         features = int(np.prod(x.shape[x.ndim - dims :]))
         rows = x.reshape(-1, features)
-        x_hat, inv_std = np.empty_like(rows), np.empty((len(rows), 1), rows.dtype)
-        out = x_hat if weight is None else np.empty_like(rows)
+        inv_std = np.empty((len(rows), 1), rows.dtype)
+        out = np.empty_like(rows)
+        # x_hat is kept for backward; without one (inference) it is made in out's memory
+        x_hat = np.empty_like(rows) if weight is not None and any(self.needs_input_grad) else out
+        scale = None if weight is None else weight.reshape(-1)
 
-        def normalise_share(part):  # rows are independent: split over the threads
-            centred = x_hat[part]
-            np.subtract(rows[part], _row_means(rows[part]), out=centred)
-            variance = np.einsum("ij,ij->i", centred, centred)[:, None] / features
-            np.divide(1, np.sqrt(variance + eps), out=inv_std[part])
-            centred *= inv_std[part]
-            if weight is not None:
-                np.multiply(centred, weight.reshape(-1), out=out[part])
+        def normalise(block):  # rows are independent: in blocks that stay in cache
+            centred = x_hat[block]
+            np.subtract(rows[block], _row_means(rows[block]), out=centred)
+            variance = np.einsum("ij,ij->i", centred, centred)[:, None]
+            variance /= features
+            variance += eps
+            np.sqrt(variance, out=variance)
+            np.divide(1, variance, out=inv_std[block])
+            centred *= inv_std[block]
+            if scale is not None:
+                np.multiply(centred, scale, out=out[block])
                 if bias is not None:
-                    out[part] += bias.reshape(-1)
+                    out[block] += bias.reshape(-1)
 
-        parallel_for(normalise_share, len(rows), rows.nbytes)
+        in_blocks(normalise, len(rows), max(1, BLOCK // features))
         self.x_hat, self.inv_std = x_hat, inv_std
         return out.reshape(x.shape)
 
@@ -122,15 +130,17 @@ class LayerNorm(Function):
         if needs[0]:
             grad_x = np.empty_like(x_hat, dtype=rows.dtype)
 
-            def grad_share(part):
-                scaled = rows[part] if weight is None else rows[part] * weight.reshape(-1)
-                slope = np.einsum("ij,ij->i", scaled, x_hat[part])[:, None] / features
-                share = grad_x[part]
+            def grad_block(block):
+                share = grad_x[block]
+                scaled = rows[block]
+                if weight is not None:
+                    scaled = np.multiply(scaled, weight.reshape(-1), out=share)
+                slope = np.einsum("ij,ij->i", scaled, x_hat[block])[:, None] / features
                 np.subtract(scaled, _row_means(scaled), out=share)
-                share -= x_hat[part] * slope
-                share *= self.inv_std[part]
+                share -= x_hat[block] * slope
+                share *= self.inv_std[block]
 
-            parallel_for(grad_share, len(rows), rows.nbytes)
+            in_blocks(grad_block, len(rows), max(1, BLOCK // features))
             grads[0] = grad_x.reshape(self.input_shape)
         if len(needs) > 1 and needs[1]:
             grads[1] = np.einsum("ij,ij->j", rows, x_hat).reshape(weight.shape)

@@ -18,17 +18,24 @@ ViT's GELU input (128 x 50 x 128 float32 values), one thread, in one run on the 
   (torch's fused float32 GELU: under 1 ms.)
 
 So float64 (gradient checks, parity tests) gets Cody's three ranges, exact to rounding, and
-float32 (training) the fit, evaluated in float32 in cache-sized blocks on cnnlab's threads.
+float32 (training) the fit, evaluated in float32 in cache-sized blocks.
 Against math.erfc its Phi is within 1.2e-7 absolute (two float32 steps near 1) and 2e-6
 relative for x > -6 (the rounding of x^2 inside exp, amplified by x^2 / 2): what float32
 holds, as torch's own float32 erf.
+
+The GELU itself (`gelu_and_slope`) asks for no more than it needs: x Phi(x) as
+max(x, 0) - |x| Phi(-|x|) (three passes where Phi(x) from its sign and then x * Phi(x) took
+six), the density only for the slope Phi(x) + x phi(x) that backward multiplies by, and |x|
+capped only in blocks that reach the cap. Blocks of 65536 values (256 kB an array), the
+ViT's input above, one thread: 4.1 ms for Phi and phi in blocks of 16384 and then x * Phi,
+2.6 ms for the GELU alone, 3.8 ms with its slope.
 """
 
 import math
 
 import numpy as np
 
-from cnnlab.threads import parallel_for
+from cnnlab.threads import in_blocks
 
 # Cody's coefficients, highest power first (each denominator's leading coefficient is 1).
 # erf(y) = y * ERF_NUM(y^2) / ERF_DEN(y^2) for |y| <= 0.46875
@@ -58,7 +65,7 @@ SMALL, LARGE = 0.46875, 4.0
 # on subnormal numbers is about 100 times slower. Below x = -12.9 float32 Phi stays at
 # Phi(-12.9) = 2.2e-38 instead of shrinking further: an absolute error under 3e-38.
 LAST_NORMAL = 12.9
-BLOCK = 16384  # values per block of the float32 path: its temporaries stay in cache
+BLOCK = 65536  # values per block of the float32 path: its few temporaries stay in cache (L2)
 
 
 def _polynomial(coefficients, t):
@@ -102,33 +109,87 @@ def _erfc_exact(z):
     return out
 
 
+def _tail_and_kernel(u, kernel):
+    """Phi(-u) for a float32 block u >= 0 (at most LAST_NORMAL) by the fitted rational, and
+    exp(-u^2 / 2) written into `kernel` (u's shape)."""
+    tail = _polynomial(FIT_NUM, u)
+    tail /= _polynomial(FIT_DEN, u)
+    np.square(u, out=kernel)
+    kernel *= -0.5
+    np.exp(kernel, out=kernel)
+    tail *= kernel
+    return tail
+
+
+def _capped_abs(values):
+    """|values| at most LAST_NORMAL (a NaN stays NaN); the cap's pass only where it is needed
+    (a NaN makes the max NaN: then too)."""
+    u = np.abs(values)
+    if not u.max() <= LAST_NORMAL:
+        np.minimum(u, LAST_NORMAL, out=u)
+    return u
+
+
 def _cdf_and_pdf_fast(x):
     """(Phi(x), phi(x)) for a float32 array by the fitted rational (see the module docstring)."""
     flat = np.ascontiguousarray(x).reshape(-1)
     cdf, pdf = np.empty_like(flat), np.empty_like(flat)
 
-    def share(values):
-        for start in range(values.start, values.stop, BLOCK):
-            block = slice(start, min(start + BLOCK, values.stop))
-            u = np.abs(flat[block])
-            np.minimum(u, LAST_NORMAL, out=u)
-            ratio = _polynomial(FIT_NUM, u)
-            ratio /= _polynomial(FIT_DEN, u)
-            kernel = pdf[block]
-            np.square(u, out=kernel)
-            kernel *= -0.5
-            np.exp(kernel, out=kernel)  # exp(-x^2 / 2)
-            np.multiply(kernel, ratio, out=ratio)  # Phi(-|x|)
-            # Phi(x) = [x >= 0] - sign(x) Phi(-|x|): exact in both tails, and 10 times faster
-            # than a masked copy (np.copyto(..., where=)).
-            np.copysign(ratio, flat[block], out=ratio)
-            positive = np.signbit(flat[block])
-            np.logical_not(positive, out=positive)
-            np.subtract(positive, ratio, out=cdf[block])
-            kernel *= 1 / math.sqrt(2 * math.pi)
+    def block_work(block):
+        tail = _tail_and_kernel(_capped_abs(flat[block]), pdf[block])  # Phi(-|x|)
+        # Phi(x) = [x >= 0] - sign(x) Phi(-|x|): exact in both tails, and 10 times faster
+        # than a masked copy (np.copyto(..., where=)).
+        np.copysign(tail, flat[block], out=tail)
+        np.subtract(np.logical_not(np.signbit(flat[block])), tail, out=cdf[block])
+        pdf[block] *= 1 / math.sqrt(2 * math.pi)
 
-    parallel_for(share, len(flat), flat.nbytes * 8)
+    in_blocks(block_work, len(flat), BLOCK)
     return cdf.reshape(x.shape), pdf.reshape(x.shape)
+
+
+def _gelu_fast(x, slope):
+    """gelu_and_slope for a float32 array, block by block (see there)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    grad = np.empty_like(flat) if slope else None
+
+    def block_work(block):
+        values = flat[block]
+        u = _capped_abs(values)
+        kernel = np.empty_like(u)
+        tail = _tail_and_kernel(u, kernel)  # Phi(-|x|)
+        if slope:  # Phi(x) + x phi(x), Phi(x) = [x >= 0] - sign(x) Phi(-|x|)
+            part = grad[block]
+            np.multiply(values, kernel, out=part)
+            part *= 1 / math.sqrt(2 * math.pi)
+            part -= np.copysign(tail, values, out=kernel)
+            part += np.logical_not(np.signbit(values))
+        # x Phi(x) = max(x, 0) - |x| Phi(-|x|): relative accuracy in both tails too
+        tail *= u
+        np.maximum(values, 0, out=out[block])
+        out[block] -= tail
+
+    in_blocks(block_work, len(flat), BLOCK)
+    return out.reshape(x.shape), (grad.reshape(x.shape) if slope else None)
+
+
+def gelu_and_slope(x, slope=True):
+    """GELU(x) = x Phi(x) and, when `slope`, its derivative Phi(x) + x phi(x), elementwise.
+
+    x: ndarray of any shape -> (out, derivative or None), arrays of x's shape and dtype.
+    float64 from Cody's erfc, exact to rounding. float32 from the fitted rational in blocks
+    that stay in cache, out as max(x, 0) - |x| Phi(-|x|): about 20 passes over each block where
+    x * Phi(x) after `normal_cdf_and_pdf` took 28, and no density unless the slope is asked for.
+    """
+    if x.dtype == np.float32:
+        return _gelu_fast(x, slope)
+    cdf, pdf = normal_cdf_and_pdf(x)
+    out = x * cdf
+    if not slope:
+        return out, None
+    pdf *= x
+    pdf += cdf
+    return out, pdf
 
 
 def erfc(z):
