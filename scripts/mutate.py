@@ -59,7 +59,7 @@ TESTS = {
     "src/cnnlab/ops/movement.py": OPS_TESTS,
     "src/cnnlab/ops/matmul.py": OPS_TESTS + ["tests/test_threads.py"],
     "src/cnnlab/ops/loss.py": ["tests/test_functional.py", "tests/test_losses.py",
-                               "tests/test_transformer.py"],
+                               "tests/test_transformer.py", "tests/test_tensor.py"],
     "src/cnnlab/ops/norm.py": ["tests/test_nn.py", "tests/test_threads.py",
                                "tests/test_transformer.py"],
     "src/cnnlab/ops/conv.py": CONV_TESTS,

@@ -90,6 +90,17 @@ def test_linear_matches_torch(rng, dtype):
     compare_with_torch(F.linear, TF.linear, [x, weight], dtype)
 
 
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_log_softmax_and_softmax_are_stable_for_huge_scores_along_any_axis(rng, dim):
+    """Scores near 500 (exp overflows float64 above 709): as torch, finite, in either axis of
+    a non-square input, gradients included."""
+    scores = 500 + rng.standard_normal((4, 3))
+    compare_with_torch(lambda t: F.log_softmax(t, dim=dim), lambda t: TF.log_softmax(t, dim=dim),
+                       [scores], np.float64)
+    compare_with_torch(lambda t: F.softmax(t, dim=dim), lambda t: TF.softmax(t, dim=dim),
+                       [scores], np.float64)  # dim 0: the path for an axis that is not last
+
+
 def test_softmax_is_stable_for_huge_scores():
     logits = cnnlab.Tensor(np.array([[1000.0, 0.0, -1000.0]]), requires_grad=True)
     np.testing.assert_allclose(F.softmax(logits, dim=1).data, [[1.0, 0.0, 0.0]])
