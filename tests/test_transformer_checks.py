@@ -174,3 +174,18 @@ def test_attention_takes_numpy_arrays_as_tensors(rng, layout, need_weights):
                               need_weights=need_weights)
         for mine, their in zip(got, as_tensors, strict=True):
             assert (mine is None and their is None) or np.array_equal(mine, their)
+
+
+def test_attention_refuses_inputs_that_do_not_fit(rng):
+    attention = nn.MultiheadAttention(8, 2)  # sequence first: (L, N, E)
+    x, y = rng.standard_normal((5, 3, 8)), rng.standard_normal((5, 2, 8))
+    ranks = "MultiheadAttention: expected query, key and value all 3-D (batched) or all 2-D"
+    for query, key, value in ((x, x, x[0]), (x[0, 0], x[0], x[0])):
+        with pytest.raises(ValueError, match=re.escape(ranks)):
+            attention(query, key, value)
+    wide = rng.standard_normal((5, 3, 6))
+    for query, key, value in ((wide, x, x), (x, x, wide)):
+        with pytest.raises(ValueError, match="MultiheadAttention: expected 8 features"):
+            attention(query, key, value)
+    with pytest.raises(ValueError, match="the batch size of query, got shapes"):
+        attention(x, y, y)  # batches of 3 and 2 on axis 1
