@@ -78,7 +78,8 @@ TESTS = {
     "src/cnnlab/features/color.py": ["tests/test_features_color.py"],
     "src/cnnlab/ops/special.py": ["tests/test_transformer.py"],
     "src/cnnlab/ops/attention.py": ["tests/test_transformer.py"],
-    "src/cnnlab/nn/transformer.py": ["tests/test_transformer.py"],
+    "src/cnnlab/nn/transformer.py": ["tests/test_transformer_checks.py",  # fast ones first
+                                     "tests/test_transformer.py"],
     "src/cnnlab/autograd.py": ["tests/test_tensor.py", "tests/test_functional.py"],
     "src/cnnlab/nn/module.py": ["tests/test_nn_module.py", "tests/test_nn.py"],
     "src/cnnlab/checkpoint.py": ["tests/test_checkpoint.py"],
