@@ -189,3 +189,8 @@ def test_attention_refuses_inputs_that_do_not_fit(rng):
             attention(query, key, value)
     with pytest.raises(ValueError, match="the batch size of query, got shapes"):
         attention(x, y, y)  # batches of 3 and 2 on axis 1
+    longer = rng.standard_normal((6, 3, 8))
+    with pytest.raises(ValueError, match=re.escape(
+            "MultiheadAttention: key and value must have one shape and the batch size of "
+            "query, got shapes (5, 3, 8), (5, 3, 8), (6, 3, 8)")):
+        attention(x, x, longer)  # the batch sizes agree, key and value do not
