@@ -194,3 +194,25 @@ def test_attention_refuses_inputs_that_do_not_fit(rng):
             "MultiheadAttention: key and value must have one shape and the batch size of "
             "query, got shapes (5, 3, 8), (5, 3, 8), (6, 3, 8)")):
         attention(x, x, longer)  # the batch sizes agree, key and value do not
+
+
+def test_attention_and_encoder_layer_reprs_show_what_differs_from_the_defaults():
+    def first_lines(module, count):
+        return repr(module).splitlines()[:count]
+
+    assert first_lines(nn.MultiheadAttention(8, 2), 2) == [
+        "MultiheadAttention(", "  embed_dim=8, num_heads=2"]
+    assert first_lines(nn.MultiheadAttention(8, 2, dropout=0.1), 2)[1] == (
+        "  embed_dim=8, num_heads=2, dropout=0.1")
+    assert first_lines(nn.MultiheadAttention(8, 2, bias=False), 2)[1] == (
+        "  embed_dim=8, num_heads=2, bias=False")
+    assert first_lines(nn.MultiheadAttention(8, 2, 0.25, bias=False, batch_first=True), 2)[1] == (
+        "  embed_dim=8, num_heads=2, dropout=0.25, bias=False, batch_first=True")
+    assert first_lines(nn.TransformerEncoderLayer(8, 2, 16), 2) == [
+        "TransformerEncoderLayer(", "  (self_attn): MultiheadAttention("]
+    assert first_lines(nn.TransformerEncoderLayer(8, 2, 16, norm_first=True), 2)[1] == (
+        "  norm_first=True")  # no leading comma
+    assert first_lines(nn.TransformerEncoderLayer(8, 2, 16, activation="gelu"), 2)[1] == (
+        "  activation='gelu'")
+    assert first_lines(nn.TransformerEncoderLayer(8, 2, 16, activation="gelu", norm_first=True),
+                       2)[1] == "  activation='gelu', norm_first=True"

@@ -301,8 +301,8 @@ class TransformerEncoderLayer(Module):
         return self.dropout2(self.linear2(self.dropout(hidden)))
 
     def extra_repr(self):
-        text = f"activation={self.activation!r}" if self.activation != "relu" else ""
-        return text + (", norm_first=True" if self.norm_first else "")
+        shown = [f"activation={self.activation!r}"] if self.activation != "relu" else []
+        return ", ".join(shown + (["norm_first=True"] if self.norm_first else []))
 
 
 class PatchTokens(Module):
