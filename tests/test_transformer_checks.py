@@ -216,3 +216,16 @@ def test_attention_and_encoder_layer_reprs_show_what_differs_from_the_defaults()
         "  activation='gelu'")
     assert first_lines(nn.TransformerEncoderLayer(8, 2, 16, activation="gelu", norm_first=True),
                        2)[1] == "  activation='gelu', norm_first=True"
+
+
+def test_encoder_layer_defaults_are_torchs():
+    """Built with only d_model and nhead, the layer has torch's parameters, dropout, layout and
+    norm placement."""
+    ours, theirs = nn.TransformerEncoderLayer(8, 2), torch.nn.TransformerEncoderLayer(8, 2)
+    assert {key: tuple(value.shape) for key, value in ours.state_dict().items()} == {
+        key: tuple(value.shape) for key, value in theirs.state_dict().items()}
+    assert ours.linear1.weight.shape == (2048, 8)
+    assert (ours.norm_first, ours.self_attn.batch_first) == (
+        theirs.norm_first, theirs.self_attn.batch_first) == (False, False)
+    assert ours.dropout.p == ours.dropout1.p == theirs.dropout.p == 0.1
+    assert (ours.norm1.eps, ours.activation) == (theirs.norm1.eps, "relu")
