@@ -80,7 +80,8 @@ TESTS = {
     "src/cnnlab/ops/attention.py": ["tests/test_transformer.py"],
     "src/cnnlab/nn/transformer.py": ["tests/test_transformer_checks.py",  # fast ones first
                                      "tests/test_transformer.py"],
-    "src/cnnlab/autograd.py": ["tests/test_tensor.py", "tests/test_functional.py"],
+    "src/cnnlab/autograd.py": ["tests/test_autograd_checks.py", "tests/test_tensor.py",
+                               "tests/test_functional.py"],
     "src/cnnlab/nn/module.py": ["tests/test_nn_module.py", "tests/test_nn.py"],
     "src/cnnlab/checkpoint.py": ["tests/test_checkpoint.py"],
     # training resume: the trainer's checkpoint, interrupt and schedule code

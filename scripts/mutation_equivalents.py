@@ -243,6 +243,14 @@ EQUIVALENT = [
      "F.gelu(Tensor(np.zeros(1)), approximate)  # validate now", "*",
      "the call only checks approximate and its output is dropped: zeros of any length are "
      "checked the same (dropping the call is killed: test_gelu_checks_approximate_when_built)"),
+    ("src/cnnlab/nn/transformer.py", "class_tokens = self.class_token.expand(len(x), -1, -1)",
+     "class_tokens = self.class_token.expand(len(x), 1, -1)",
+     "class_token is (1, 1, D) (load_state_dict keeps the shape): -1 keeps its size 1, as 1 does"),
+    # ----- autograd.py ---------------------------------------------------------------------------
+    ("src/cnnlab/autograd.py", "grad = grad.sum(axis=axes, keepdims=True) if axes else grad",
+     "grad = grad.sum(axis=axes, keepdims=False) if axes else grad",
+     "keepdims only keeps the summed axes as size 1, which reshape(shape) on the next line "
+     "restores: the same values in the same order, a fresh C-contiguous array either way"),
     # ----- nn/losses.py --------------------------------------------------------------------------
     ("src/cnnlab/nn/losses.py", "return bool(np.all(array >= 0) and np.allclose(array.sum("
      "axis=1), 1.0, rtol=0, atol=atol))", "return bool(np.all(array >= 0) and np.allclose(1.0, "
