@@ -229,3 +229,62 @@ def test_encoder_layer_defaults_are_torchs():
         theirs.norm_first, theirs.self_attn.batch_first) == (False, False)
     assert ours.dropout.p == ours.dropout1.p == theirs.dropout.p == 0.1
     assert (ours.norm1.eps, ours.activation) == (theirs.norm1.eps, "relu")
+
+
+# ----- the encoder layer's attention --------------------------------------------------------
+def test_encoder_layer_attends_through_the_fused_self_attention_to_the_last_bit(rng):
+    """Its attention is MultiheadAttention(x, x, x, need_weights=False), the one fused
+    primitive: the layer's output and gradient equal its parts composed by hand exactly (the
+    unfused path, with weights, rounds the gradient differently)."""
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
+                                       generator=rng).to(np.float64).eval()
+    data = rng.standard_normal((3, 5, 8))
+    x = cnnlab.Tensor(data, requires_grad=True)
+    layer(x).sum().backward()
+    by_hand = cnnlab.Tensor(data, requires_grad=True)
+    attended, _ = layer.self_attn(by_hand, by_hand, by_hand, need_weights=False)
+    hidden = layer.norm1(by_hand + attended)
+    layer.norm2(hidden + layer.linear2(layer.linear1(hidden).relu())).sum().backward()
+    np.testing.assert_array_equal(x.grad, by_hand.grad)
+
+
+# ----- PatchTokens and SelectToken ----------------------------------------------------------
+def test_patch_tokens_errors_name_the_layer_then_the_argument():
+    with raises_exactly("PatchTokens: num_patches must be a positive int, got 0"):
+        nn.PatchTokens(0, 8)
+    with raises_exactly("PatchTokens: embed_dim must be a positive int, got -1"):
+        nn.PatchTokens(4, -1)
+
+
+@pytest.mark.parametrize("shape", [
+    (2, 8, 4), (2, 8, 2, 2, 1), (2, 7, 2, 2), (2, 9, 2, 2), (2, 8, 2, 3), (2, 8, 4, 4),
+])
+def test_patch_tokens_refuses_each_wrong_shape_on_its_own(shape):
+    tokens = nn.PatchTokens(4, 8)
+    with raises_exactly(f"PatchTokens: expected input of shape (N, D, H', W') with D = 8 and "
+                        f"H' * W' = 4, got {shape}"):
+        tokens(cnnlab.Tensor(np.zeros(shape, np.float32)))
+
+
+def test_patch_tokens_take_a_numpy_array_as_a_tensor(rng):
+    tokens = nn.PatchTokens(6, 8, generator=rng)
+    grid = rng.standard_normal((2, 8, 2, 3)).astype(np.float32)
+    expected = tokens(cnnlab.Tensor(grid)).data
+    np.testing.assert_array_equal(tokens(grid).data, expected)
+    np.testing.assert_array_equal(expected[:, 1:], grid.reshape(2, 8, 6).transpose(0, 2, 1)
+                                  + tokens.pos_embedding.data[:, 1:])
+
+
+def test_select_token_takes_the_class_token_by_default_and_refuses_other_ranks(rng):
+    x = cnnlab.Tensor(rng.standard_normal((2, 5, 4)))
+    np.testing.assert_array_equal(nn.SelectToken()(x).data, x.data[:, 0])
+    np.testing.assert_array_equal(nn.SelectToken(3)(x).data, x.data[:, 3])
+    for shape in [(2, 5), (2, 5, 4, 1)]:
+        with raises_exactly(f"SelectToken: expected input of shape (N, T, D), got {shape}"):
+            nn.SelectToken()(cnnlab.Tensor(np.zeros(shape)))
+
+
+def test_select_token_repr_shows_a_index_other_than_0():
+    assert repr(nn.SelectToken()) == "SelectToken()"
+    assert repr(nn.SelectToken(2)) == "SelectToken(index=2)"
+    assert repr(nn.SelectToken(-1)) == "SelectToken(index=-1)"
