@@ -81,7 +81,8 @@ TESTS = {
     "src/cnnlab/nn/transformer.py": ["tests/test_transformer_checks.py",  # fast ones first
                                      "tests/test_transformer.py"],
     "src/cnnlab/autograd.py": ["tests/test_tensor.py", "tests/test_functional.py"],
-    "src/cnnlab/nn/module.py": ["tests/test_nn_module.py", "tests/test_nn.py"],
+    "src/cnnlab/nn/module.py": ["tests/test_module_checks.py", "tests/test_nn_module.py",
+                                "tests/test_nn.py"],
     "src/cnnlab/checkpoint.py": ["tests/test_checkpoint.py"],
     # training resume: the trainer's checkpoint, interrupt and schedule code
     "src/cnnlab/training/trainer.py": ["tests/test_train_resume.py", "tests/test_train.py"],

@@ -1,0 +1,137 @@
+"""Module's registry when an attribute changes kind (parameter, submodule, buffer, plain value),
+compared with torch.nn.Module doing the same, and the errors of a module used wrongly."""
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab import nn
+
+
+class Holder(nn.Module):
+    """A module with one attribute of each kind: a parameter, a submodule, a buffer, a value."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.weight = nn.Parameter(rng.standard_normal(3).astype(np.float32))
+        self.inner = nn.Linear(2, 2)
+        self.register_buffer("stat", np.zeros(2, dtype=np.float32))
+        self.note = 5
+
+
+class TorchHolder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(3))
+        self.inner = torch.nn.Linear(2, 2)
+        self.register_buffer("stat", torch.zeros(2))
+        self.note = 5
+
+
+def registry(module):
+    """What a module holds: its state-dict keys, named parameters and buffers, in order."""
+    return (list(module.state_dict()), [name for name, _ in module.named_parameters()],
+            [name for name, _ in module.named_buffers()])
+
+
+def test_a_module_without_forward_says_which_class():
+    class Empty(nn.Module):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Empty"):
+        Empty()(np.zeros(1))
+
+
+# name, and what replaces it (torch refuses a module in a parameter's slot: see below)
+REPLACEMENTS = [("inner", "parameter"), ("note", "parameter"), ("note", "module"),
+                ("stat", "parameter"), ("stat", "module")]
+
+
+@pytest.mark.parametrize("name, kind", REPLACEMENTS)
+def test_an_attribute_that_changes_kind_is_registered_once_as_torch(rng, name, kind):
+    ours, theirs = Holder(rng), TorchHolder()
+    if kind == "module":
+        new, new_torch = nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    else:
+        new = nn.Parameter(rng.standard_normal(4).astype(np.float32))
+        new_torch = torch.nn.Parameter(torch.zeros(4))
+    setattr(ours, name, new)
+    setattr(theirs, name, new_torch)
+    assert getattr(ours, name) is new
+    assert registry(ours) == (list(theirs.state_dict()),
+                              [n for n, _ in theirs.named_parameters()],
+                              [n for n, _ in theirs.named_buffers()])
+    assert name not in ours.__dict__
+
+
+def test_a_module_assigned_over_a_parameter_replaces_it(rng):
+    """torch raises TypeError here; cnnlab lets the module take the parameter's place."""
+    holder = Holder(rng)
+    linear = nn.Linear(2, 1)
+    holder.weight = linear
+    assert holder.weight is linear
+    assert registry(holder) == (
+        ["stat", "inner.weight", "inner.bias", "weight.weight", "weight.bias"],
+        ["inner.weight", "inner.bias", "weight.weight", "weight.bias"], ["stat"])
+
+
+def test_register_buffer_replaces_a_parameter_of_that_name(rng):
+    holder = Holder(rng)
+    holder.register_buffer("weight", np.ones(3, dtype=np.float32))
+    keys, parameters, buffers = registry(holder)
+    assert "weight" not in parameters
+    assert buffers == ["stat", "weight"]
+    assert keys.count("weight") == 1
+    np.testing.assert_array_equal(holder.weight, np.ones(3))
+
+
+def test_register_buffer_replaces_a_submodule_and_a_value(rng):
+    holder = Holder(rng)
+    holder.register_buffer("inner", np.ones(2, dtype=np.float32))
+    holder.register_buffer("note", np.full(2, 7.0, dtype=np.float32))
+    assert list(holder.state_dict()) == ["weight", "stat", "inner", "note"]
+    assert list(holder.children()) == []
+    np.testing.assert_array_equal(holder.note, [7.0, 7.0])
+
+
+def test_register_parameter_replaces_a_value(rng):
+    holder = Holder(rng)
+    parameter = nn.Parameter(np.ones(2, dtype=np.float32))
+    holder.register_parameter("note", parameter)
+    assert holder.note is parameter
+    assert [name for name, _ in holder.named_parameters()][:2] == ["weight", "note"]
+
+
+def test_add_module_replaces_a_parameter_and_a_value(rng):
+    holder = Holder(rng)
+    first, second = nn.Linear(2, 1), nn.ReLU()
+    holder.add_module("weight", first)
+    holder.add_module("note", second)
+    assert holder.weight is first and holder.note is second
+    assert [name for name, _ in holder.named_parameters()] == [
+        "inner.weight", "inner.bias", "weight.weight", "weight.bias"]
+    assert list(holder.children()) == [holder.inner, first, second]
+
+
+def test_a_submodule_slot_takes_none_as_torch(rng):
+    ours, theirs = Holder(rng), TorchHolder()
+    ours.inner = None
+    theirs.inner = None
+    assert ours.inner is None
+    assert registry(ours) == (list(theirs.state_dict()),
+                              [n for n, _ in theirs.named_parameters()],
+                              [n for n, _ in theirs.named_buffers()])
+    ours.add_module("extra", None)
+    assert list(ours.children()) == []
+    assert ours.extra is None
+
+
+@pytest.mark.parametrize("value", [3, np.zeros(2), "text"])
+def test_a_submodule_slot_refuses_what_is_not_a_module(rng, value):
+    holder = Holder(rng)
+    with pytest.raises(TypeError, match="inner"):
+        holder.inner = value
+    with pytest.raises(TypeError, match="must be a Module"):
+        holder.add_module("other", value)
+    with pytest.raises(TypeError):
+        TorchHolder().inner = value
