@@ -135,3 +135,46 @@ def test_a_submodule_slot_refuses_what_is_not_a_module(rng, value):
         holder.add_module("other", value)
     with pytest.raises(TypeError):
         TorchHolder().inner = value
+
+
+def test_a_missing_attribute_raises_attribute_error_naming_it(rng):
+    holder = Holder(rng)
+    with pytest.raises(AttributeError, match="'Holder' object has no attribute 'missing'"):
+        _ = holder.missing
+    assert not hasattr(holder, "missing")
+
+
+def test_del_removes_a_plain_attribute_and_each_registered_kind(rng):
+    holder = Holder(rng)
+    for name in ("note", "weight", "inner", "stat"):
+        delattr(holder, name)
+        assert not hasattr(holder, name)
+    assert registry(holder) == ([], [], [])
+    with pytest.raises(AttributeError):
+        del holder.note
+
+
+def test_a_shared_module_and_a_tied_parameter_are_listed_once_as_torch():
+    first, second = nn.Linear(2, 2), nn.Linear(2, 2)
+    second.weight = first.weight
+    ours = nn.Sequential(first, second, first)
+    torch_first, torch_second = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    torch_second.weight = torch_first.weight
+    theirs = torch.nn.Sequential(torch_first, torch_second, torch_first)
+    assert [name for name, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert [name for name, _ in ours.named_parameters()] == [
+        n for n, _ in theirs.named_parameters()]
+    assert len(list(ours.parameters())) == 3
+
+
+def test_named_buffers_recurse_as_torch(rng):
+    ours, theirs = Holder(rng), TorchHolder()
+    ours.norm, theirs.norm = nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2)
+    for recurse in (True, False):
+        assert [name for name, _ in ours.named_buffers(recurse=recurse)] == [
+            n for n, _ in theirs.named_buffers(recurse=recurse)]
+    assert [name for name, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]
+    assert len(list(ours.buffers())) == 4
+    assert [name for name, _ in ours.named_buffers("top")] == [
+        "top.stat", "top.norm.running_mean", "top.norm.running_var",
+        "top.norm.num_batches_tracked"]
