@@ -178,3 +178,24 @@ def test_named_buffers_recurse_as_torch(rng):
     assert [name for name, _ in ours.named_buffers("top")] == [
         "top.stat", "top.norm.running_mean", "top.norm.running_var",
         "top.norm.num_batches_tracked"]
+
+
+def test_apply_visits_children_first_then_self_as_torch():
+    ours = nn.Sequential(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), nn.Linear(2, 1))
+    theirs = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()),
+                                 torch.nn.Linear(2, 1))
+    visited, torch_visited = [], []
+    assert ours.apply(lambda module: visited.append(type(module).__name__)) is ours
+    theirs.apply(lambda module: torch_visited.append(type(module).__name__))
+    assert visited == torch_visited == ["Linear", "ReLU", "Sequential", "Linear", "Sequential"]
+
+
+def test_to_converts_gradients_with_the_parameters(rng):
+    linear = nn.Linear(3, 2)
+    linear.weight.grad = rng.standard_normal((2, 3)).astype(np.float32)
+    expected = linear.weight.grad.astype(np.float64)
+    linear.double()
+    assert linear.weight.grad.dtype == np.float64 and linear.bias.grad is None
+    np.testing.assert_array_equal(linear.weight.grad, expected)
+    linear.float()
+    assert linear.weight.grad.dtype == linear.weight.dtype == np.float32
