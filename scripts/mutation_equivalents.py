@@ -238,6 +238,9 @@ EQUIVALENT = [
      "and shape, which an array has too"),
     ("src/cnnlab/nn/layers.py", "_input_ranks = ()", "pass",
      "the private base class's default, which BatchNorm1d and BatchNorm2d both override"),
+    # ----- nn/module.py --------------------------------------------------------------------------
+    ("src/cnnlab/nn/module.py", "return bool(np.array_equal(array.astype(dtype), array))",
+     "return bool(np.array_equal(array, array.astype(dtype)))", "np.array_equal is symmetric"),
     # ----- nn/transformer.py ---------------------------------------------------------------------
     ("src/cnnlab/nn/transformer.py",
      "F.gelu(Tensor(np.zeros(1)), approximate)  # validate now", "*",

@@ -199,3 +199,12 @@ def test_to_converts_gradients_with_the_parameters(rng):
     np.testing.assert_array_equal(linear.weight.grad, expected)
     linear.float()
     assert linear.weight.grad.dtype == linear.weight.dtype == np.float32
+
+
+def test_sequential_indexes_from_both_ends_and_names_an_index_out_of_range():
+    layers = [nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)]
+    model = nn.Sequential(*layers)
+    assert [model[i] for i in range(-3, 3)] == layers + layers
+    for index in (3, -4):
+        with pytest.raises(IndexError, match=f"Sequential: index {index} out of range for 3"):
+            model[index]
