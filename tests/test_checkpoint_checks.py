@@ -2,6 +2,8 @@
 bytes; arrays in any memory layout and values numpy takes (lists, numbers) are stored as
 they read; array names are checked."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,49 @@ def test_array_names_must_be_non_empty_strings(tmp_path, name):
     with pytest.raises(ValueError, match="array names must be non-empty strings"):
         save_checkpoint(tmp_path / "c", {name: np.zeros(2)})
     assert not list(tmp_path.iterdir())
+
+
+def test_metadata_defaults_to_empty_and_the_json_file_is_indented(tmp_path):
+    save_checkpoint(tmp_path / "c", {"a": np.zeros(2)})
+    assert load_checkpoint(tmp_path / "c")[1] == {}
+    text = (tmp_path / "c.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert '\n  "cnnlab_checkpoint": {\n    "format"' in text
+
+
+@pytest.fixture
+def weights(tmp_path, rng):
+    save_checkpoint(tmp_path / "c", {"a": rng.standard_normal(4)}, {"epoch": 1})
+    return tmp_path / "c.safetensors"
+
+
+@pytest.mark.parametrize("length", [0, 1, 5, 7])
+def test_a_file_shorter_than_the_header_length_is_truncated(weights, length):
+    weights.write_bytes(weights.read_bytes()[:length])
+    with pytest.raises(CheckpointError, match=rf"truncated checkpoint \({length} bytes\)$"):
+        load_checkpoint(weights)
+
+
+def test_an_empty_header_is_unreadable(weights):
+    weights.write_bytes(bytes(8))
+    with pytest.raises(CheckpointError, match=r"corrupt checkpoint \(unreadable header\)$"):
+        load_checkpoint(weights)
+
+
+@pytest.mark.parametrize("extra", [1, 8, 2**56])
+def test_a_header_longer_than_the_file_is_refused(weights, extra):
+    """The header's length is all 8 bytes, little-endian: a length past the file's end by one
+    byte, or in the eighth byte alone, is refused."""
+    blob = weights.read_bytes()
+    size = int.from_bytes(blob[:8], "little")
+    claimed = len(blob) - 8 + extra if extra < 2**56 else size + extra
+    weights.write_bytes(claimed.to_bytes(8, "little") + blob[8:])
+    with pytest.raises(CheckpointError,
+                       match=rf"\(header of {claimed} bytes in a file of {len(blob)}\)$"):
+        load_checkpoint(weights)
+
+
+def test_an_unreadable_weights_file_is_a_checkpoint_error(tmp_path):
+    (tmp_path / "c.safetensors").mkdir()
+    with pytest.raises(CheckpointError, match="c.safetensors: cannot read checkpoint"):
+        load_checkpoint(tmp_path / "c")
