@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnnlab import Tensor
-from cnnlab.checkpoint import content_sha256, load_checkpoint, save_checkpoint
+from cnnlab.checkpoint import content_sha256, flatten_state, load_checkpoint, save_checkpoint
 from cnnlab.errors import CheckpointError
 
 
@@ -104,3 +104,16 @@ def test_an_unreadable_weights_file_is_a_checkpoint_error(tmp_path):
     (tmp_path / "c.safetensors").mkdir()
     with pytest.raises(CheckpointError, match="c.safetensors: cannot read checkpoint"):
         load_checkpoint(tmp_path / "c")
+
+
+def test_the_warning_for_a_missing_json_points_at_the_caller(weights):
+    (weights.parent / "c.json").unlink()
+    with pytest.warns(UserWarning, match="it is missing") as caught:
+        load_checkpoint(weights)
+    assert [record.filename for record in caught] == [__file__]
+
+
+def test_flatten_state_stores_a_tensors_array(rng):
+    data = rng.standard_normal(3)
+    arrays, tree = flatten_state("s", {"moment": Tensor(data)})
+    assert tree == {"moment": {"__array__": "s.moment"}} and arrays["s.moment"] is data
