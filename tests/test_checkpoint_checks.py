@@ -3,12 +3,19 @@ bytes; arrays in any memory layout and values numpy takes (lists, numbers) are s
 they read; array names are checked."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from cnnlab import Tensor
-from cnnlab.checkpoint import content_sha256, flatten_state, load_checkpoint, save_checkpoint
+from cnnlab.checkpoint import (
+    content_sha256,
+    flatten_state,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_state,
+)
 from cnnlab.errors import CheckpointError
 
 
@@ -117,3 +124,18 @@ def test_flatten_state_stores_a_tensors_array(rng):
     data = rng.standard_normal(3)
     arrays, tree = flatten_state("s", {"moment": Tensor(data)})
     assert tree == {"moment": {"__array__": "s.moment"}} and arrays["s.moment"] is data
+
+
+def test_flatten_state_keeps_plain_dicts_and_escapes_reserved_keys():
+    assert flatten_state("s", {"lr": 0.1, "betas": [0.9]}) == ({}, {"lr": 0.1, "betas": [0.9]})
+    state = {"__array__": "not an array", "__tuple__": [1]}
+    arrays, tree = flatten_state("s", state)
+    assert tree == {"__items__": [["__array__", "not an array"], ["__tuple__", [1]]]}
+    assert unflatten_state(arrays, json.loads(json.dumps(tree))) == state
+
+
+@pytest.mark.parametrize("key", [True, 1.5, (1, 2), None])
+def test_flatten_state_refuses_keys_json_cannot_keep(key):
+    with pytest.raises(ValueError, match=rf"flatten_state: key {re.escape(repr(key))} at s.inner "
+                                         "is not a str or int"):
+        flatten_state("s", {"inner": {0: 1, key: 2}})
