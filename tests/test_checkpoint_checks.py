@@ -139,3 +139,9 @@ def test_flatten_state_refuses_keys_json_cannot_keep(key):
     with pytest.raises(ValueError, match=rf"flatten_state: key {re.escape(repr(key))} at s.inner "
                                          "is not a str or int"):
         flatten_state("s", {"inner": {0: 1, key: 2}})
+
+
+def test_unflatten_state_names_a_missing_array(rng):
+    arrays, tree = flatten_state("s", {"moment": rng.standard_normal(2)})
+    with pytest.raises(CheckpointError, match="refers to array 's.moment', which is missing"):
+        unflatten_state({}, tree)
