@@ -85,7 +85,8 @@ TESTS = {
                                 "tests/test_nn.py"],
     "src/cnnlab/checkpoint.py": ["tests/test_checkpoint_checks.py", "tests/test_checkpoint.py"],
     # training resume: the trainer's checkpoint, interrupt and schedule code
-    "src/cnnlab/training/trainer.py": ["tests/test_train_resume.py", "tests/test_train.py"],
+    "src/cnnlab/training/trainer.py": ["tests/test_trainer_checks.py", "tests/test_train_resume.py",
+                                       "tests/test_train.py"],
 }
 
 

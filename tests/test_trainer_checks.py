@@ -1,0 +1,63 @@
+"""The trainer's words and numbers: its log lines, interruption and divergence messages, the
+epoch record's arithmetic and the metadata saved with a model (quick runs of the MLP)."""
+
+import numpy as np
+import pytest
+
+from cnnlab.checkpoint import load_checkpoint
+from cnnlab.training import TrainingInterrupted
+from cnnlab.training.rundir import read_train_state, start_run_dir
+from cnnlab.training.trainer import _epochs, format_epoch
+from test_train import make_config, make_trainer
+
+
+def test_format_epoch_reads_the_record():
+    record = {"epoch": 2, "train_loss": 0.123456, "train_accuracy": 0.5, "val_loss": 1.0,
+              "val_accuracy": 0.25, "lr": 0.00123456, "images_per_second": 1234.6,
+              "seconds": 2.25, "best": True}
+    assert format_epoch(record, 5) == ("epoch 2/5  train loss 0.1235 acc 0.5000  val loss "
+                                       "1.0000 acc 0.2500  lr 0.00123  1235 img/s  2.2s  *")
+    assert format_epoch({**record, "best": False}, 5).endswith("img/s  2.2s")
+
+
+def test_epoch_ranges_are_numbered_from_one():
+    assert _epochs(2, 3) == "epoch 3"
+    assert _epochs(2, 5) == "epochs 3-5"
+
+
+def test_a_run_logs_its_epochs_and_the_record_adds_up(tmp_path):
+    trainer = make_trainer(make_config(tmp_path))
+    lines = []
+    trainer.log = lines.append
+    start_run_dir(trainer.run_dir)
+    history = trainer.fit()
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert lines == [format_epoch(record, 2) for record in history]
+    best_so_far = -1.0
+    for record in history:  # 90 images a second over the training part of the epoch's time
+        assert record["images_per_second"] * record["seconds"] >= 90 - 1e-6
+        assert record["best"] == (record["val_accuracy"] > best_so_far)
+        best_so_far = max(best_so_far, record["val_accuracy"])
+    _, metadata = load_checkpoint(trainer.run_dir / "best")
+    assert metadata["epoch"] == trainer.best["epoch"]
+    assert metadata["classes"] == ["class0", "class1", "class2"]
+    assert metadata["loss"] == "cross_entropy" and metadata["training"]["epochs"] == 2
+    assert metadata["metrics"] == history[trainer.best["epoch"] - 1]
+
+
+def test_interruptions_say_where_they_stopped(tmp_path):
+    trainer = make_trainer(make_config(tmp_path, epochs=3), interrupt_after_steps=3)
+    start_run_dir(trainer.run_dir)
+    with pytest.raises(TrainingInterrupted,
+                       match=r"^interrupted in epoch 1 after step 3 of 6; saved .*last$") as caught:
+        trainer.fit()
+    assert (caught.value.epoch, caught.value.step) == (1, 3)
+    resumed = make_trainer(make_config(tmp_path, epochs=3), interrupt_after_steps=3)
+    lines = []
+    resumed.log = lines.append
+    resumed.load_state(*read_train_state(trainer.run_dir))
+    assert lines == [f"resuming {trainer.run_dir} after 0 epochs and 3 steps"]
+    with pytest.raises(TrainingInterrupted, match=r"^interrupted after epoch 1; saved .*last$"):
+        resumed.fit()
+    assert resumed.epoch == 1 and len(resumed.history) == 1
+    assert np.isfinite(resumed.history[0]["train_loss"])
