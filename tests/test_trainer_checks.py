@@ -61,3 +61,12 @@ def test_interruptions_say_where_they_stopped(tmp_path):
         resumed.fit()
     assert resumed.epoch == 1 and len(resumed.history) == 1
     assert np.isfinite(resumed.history[0]["train_loss"])
+    at_the_boundary = make_trainer(make_config(tmp_path, epochs=3))
+    lines = []
+    at_the_boundary.log = lines.append
+    at_the_boundary.load_state(*read_train_state(trainer.run_dir))
+    assert lines == [f"resuming {trainer.run_dir} after 1 epoch"]
+    at_the_boundary.fit()
+    for record in at_the_boundary.history:  # a count of the 90 training images
+        correct = record["train_accuracy"] * 90
+        assert abs(correct - round(correct)) < 1e-9
