@@ -8,7 +8,7 @@ from cnnlab.checkpoint import load_checkpoint
 from cnnlab.training import TrainingInterrupted
 from cnnlab.training.rundir import read_train_state, start_run_dir
 from cnnlab.training.trainer import _epochs, format_epoch
-from test_train import make_config, make_trainer
+from test_train import make_config, make_trainer, synthetic_dataset
 
 
 def test_format_epoch_reads_the_record():
@@ -70,3 +70,18 @@ def test_interruptions_say_where_they_stopped(tmp_path):
     for record in at_the_boundary.history:  # a count of the 90 training images
         correct = record["train_accuracy"] * 90
         assert abs(correct - round(correct)) < 1e-9
+
+
+def test_the_train_metrics_are_the_epochs_counts_and_no_bar_by_default(tmp_path, capsys):
+    """With a learning rate too small to move a prediction, the epoch's train accuracy and
+    loss are those of the model evaluated on the training images; no progress bar unless
+    asked for."""
+    config = make_config(tmp_path, model="linear", optimizer="sgd", lr=1e-12, momentum=0.0,
+                         epochs=1)
+    trainer = make_trainer(config)
+    start_run_dir(trainer.run_dir)
+    record = trainer.fit()[0]
+    again = trainer.evaluate(synthetic_dataset())
+    assert record["train_accuracy"] == again["accuracy"]
+    assert record["train_loss"] == pytest.approx(again["loss"], rel=1e-5)
+    assert capsys.readouterr().err == ""
