@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from cnnlab.checkpoint import load_checkpoint
+from cnnlab.nn import functional as F
+from cnnlab.tensor import Tensor
 from cnnlab.training import TrainingInterrupted
 from cnnlab.training.rundir import read_train_state, start_run_dir
 from cnnlab.training.trainer import _epochs, format_epoch
@@ -72,11 +74,12 @@ def test_interruptions_say_where_they_stopped(tmp_path):
         assert abs(correct - round(correct)) < 1e-9
 
 
-def test_the_train_metrics_are_the_epochs_counts_and_no_bar_by_default(tmp_path, capsys):
+@pytest.mark.parametrize("model", ["linear", "svm"])
+def test_the_train_metrics_are_the_epochs_counts_and_no_bar_by_default(tmp_path, capsys, model):
     """With a learning rate too small to move a prediction, the epoch's train accuracy and
     loss are those of the model evaluated on the training images; no progress bar unless
     asked for."""
-    config = make_config(tmp_path, model="linear", optimizer="sgd", lr=1e-12, momentum=0.0,
+    config = make_config(tmp_path, model=model, optimizer="sgd", lr=1e-12, momentum=0.0,
                          epochs=1)
     trainer = make_trainer(config)
     start_run_dir(trainer.run_dir)
@@ -85,3 +88,8 @@ def test_the_train_metrics_are_the_epochs_counts_and_no_bar_by_default(tmp_path,
     assert record["train_accuracy"] == again["accuracy"]
     assert record["train_loss"] == pytest.approx(again["loss"], rel=1e-5)
     assert capsys.readouterr().err == ""
+    x, y = next(iter(trainer.inputs.loader(synthetic_dataset(), 90)))
+    scores = trainer.model.eval()(Tensor(x))
+    loss = (F.multiclass_hinge_loss(scores, y, margin=config.margin) if model == "svm"
+            else F.cross_entropy(scores, y))
+    assert record["train_loss"] == pytest.approx(float(loss.data), rel=1e-5)
