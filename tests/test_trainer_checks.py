@@ -93,3 +93,12 @@ def test_the_train_metrics_are_the_epochs_counts_and_no_bar_by_default(tmp_path,
     loss = (F.multiclass_hinge_loss(scores, y, margin=config.margin) if model == "svm"
             else F.cross_entropy(scores, y))
     assert record["train_loss"] == pytest.approx(float(loss.data), rel=1e-5)
+
+
+def test_the_training_batches_are_shuffled(tmp_path):
+    """The synthetic set is sorted by class: unshuffled, the first batch would be all class 0."""
+    trainer = make_trainer(make_config(tmp_path))
+    _, labels = next(iter(trainer.train_loader))
+    assert len(set(labels.tolist())) > 1
+    _, val_labels = next(iter(trainer.val_loader))
+    assert np.array_equal(val_labels, np.sort(val_labels))  # validation keeps its order
