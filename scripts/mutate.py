@@ -82,10 +82,12 @@ TESTS = {
                                      "tests/test_transformer.py"],
     "src/cnnlab/autograd.py": ["tests/test_autograd_checks.py", "tests/test_tensor.py",
                                "tests/test_functional.py"],
-    "src/cnnlab/nn/module.py": ["tests/test_nn_module.py", "tests/test_nn.py"],
-    "src/cnnlab/checkpoint.py": ["tests/test_checkpoint.py"],
+    "src/cnnlab/nn/module.py": ["tests/test_module_checks.py", "tests/test_nn_module.py",
+                                "tests/test_nn.py"],
+    "src/cnnlab/checkpoint.py": ["tests/test_checkpoint_checks.py", "tests/test_checkpoint.py"],
     # training resume: the trainer's checkpoint, interrupt and schedule code
-    "src/cnnlab/training/trainer.py": ["tests/test_train_resume.py", "tests/test_train.py"],
+    "src/cnnlab/training/trainer.py": ["tests/test_trainer_checks.py", "tests/test_train_resume.py",
+                                       "tests/test_train.py"],
 }
 
 

@@ -238,6 +238,14 @@ EQUIVALENT = [
      "and shape, which an array has too"),
     ("src/cnnlab/nn/layers.py", "_input_ranks = ()", "pass",
      "the private base class's default, which BatchNorm1d and BatchNorm2d both override"),
+    # ----- nn/module.py --------------------------------------------------------------------------
+    ("src/cnnlab/nn/module.py", "return bool(np.array_equal(array.astype(dtype), array))",
+     "return bool(np.array_equal(array, array.astype(dtype)))", "np.array_equal is symmetric"),
+    # ----- checkpoint.py --------------------------------------------------------------------------
+    ("src/cnnlab/checkpoint.py", "metadata[\"dtype\"] = str(parameters[0].dtype) if parameters "
+     "else \"float32\"", "*",
+     "every model build_model makes has two or more parameters, all of one dtype (Module.to "
+     "converts them together), so the first and the second name the same dtype"),
     # ----- nn/transformer.py ---------------------------------------------------------------------
     ("src/cnnlab/nn/transformer.py",
      "F.gelu(Tensor(np.zeros(1)), approximate)  # validate now", "*",
