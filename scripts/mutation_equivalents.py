@@ -212,23 +212,8 @@ EQUIVALENT = [
     (TENSOR, "function = function_class(needs if record else [False] * len(needs))",
      "function = function_class(needs if record else [True] * len(needs))",
      "memory only: the primitive keeps what a backward would need, and no backward follows"),
-    (TENSOR, "for parent, parent_grad in zip(node._parents, input_grads, strict=True):", "*",
-     "every primitive returns one gradient (or None) per input"),
-    (TENSOR, "if parent_grad is None or not parent.requires_grad:",
-     "if parent_grad is None and not parent.requires_grad:",
-     "a primitive returns a gradient exactly for the inputs that required one when it was "
-     "recorded"),
-    (TENSOR, "if parent.requires_grad and id(parent) not in visited:",
-     "if parent.requires_grad or id(parent) not in visited:",
-     "the extra nodes pushed are skipped as visited or receive no gradient"),
     (TENSOR, "return self * -1", "return self / -1",
      "x / -1 equals x * -1 exactly, and so does its gradient"),
-    (TENSOR, "extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] "
-     "!= 1", "extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] "
-     "!= 0", "it also sums axes where the gradient has size 1 already, which changes nothing"),
-    (TENSOR, "grad = grad.sum(axis=axes, keepdims=True) if axes else grad",
-     "grad = grad.sum(axis=axes, keepdims=False) if axes else grad",
-     "the reshape to the input's shape right after puts the summed axes back"),
     (TENSOR, "index = index.data", "pass", TENSOR_INDEX),
     (TENSOR, "index = tuple(item.data if isinstance(item, Tensor) else item for item in index)",
      "pass", TENSOR_INDEX),
