@@ -1,6 +1,8 @@
 """The trainer's words and numbers: its log lines, interruption and divergence messages, the
 epoch record's arithmetic and the metadata saved with a model (quick runs of the MLP)."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,10 @@ def test_a_run_logs_its_epochs_and_the_record_adds_up(tmp_path):
     lines = []
     trainer.log = lines.append
     start_run_dir(trainer.run_dir)
+    before = time.perf_counter()
     history = trainer.fit()
+    elapsed = time.perf_counter() - before
+    assert 0 < sum(record["seconds"] for record in history) <= elapsed  # each epoch's own time
     assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert lines == [format_epoch(record, 2) for record in history]
     best_so_far = -1.0
