@@ -36,6 +36,8 @@ LAYER_NORM_BLOCKS = "a tuning constant: layer norm's rows are independent, so wh
 SPLIT = "speed only: decides whether the work is split over threads, and split or not the " \
         "results agree (test_threads)"
 
+ROWWISE = "return a.ndim {} and dim % a.ndim == a.ndim - 1 and a.flags.c_contiguous"
+
 EQUIVALENT = [
     # ----- ops/elementwise.py --------------------------------------------------------------------
     (ELEMENTWISE, "self.out = np.where(a >= 0, 1 / (1 + exp_neg_abs), exp_neg_abs / (1 + "
@@ -53,6 +55,10 @@ EQUIVALENT = [
      "isinstance(item, int | slice) for item in items)", "*",
      "a basic index taken for an advanced one goes through np.add.at, which handles None, "
      "Ellipsis, ints and slices the same (only slower); the reverse mistakes are killed"),
+    ("src/cnnlab/ops/movement.py", "for part, need in zip(parts, self.needs_input_grad, "
+     "strict=True))", "for part, need in zip(parts, self.needs_input_grad, strict=False))",
+     "np.split at the inputs' len - 1 boundaries returns one part per input, so the lengths "
+     "always agree and strict never fires"),
     # ----- ops/matmul.py -------------------------------------------------------------------------
     ("src/cnnlab/ops/matmul.py", "nbytes = a.nbytes + b.nbytes", "*", SPLIT,
      ("product", "add_product")),
@@ -82,6 +88,12 @@ EQUIVALENT = [
       for mutated in ("if values.min() > -SHIFT_FREE and values.max() <= SHIFT_FREE:",
                       "if values.min() >= -SHIFT_FREE and values.max() < SHIFT_FREE:",
                       "if values.min() >= SHIFT_FREE and values.max() <= SHIFT_FREE:")],
+    *[(LOSS, ROWWISE.format(">= 1"), ROWWISE.format(changed),
+       "speed only: a 1-D softmax then takes the general path, which computes the same numbers")
+      for changed in ("> 1", ">= 2")],
+    (LOSS, ROWWISE.format(">= 1"), ROWWISE.format(">= 0"),
+     "only 0-d input differs, and a softmax of a 0-d array fails either way (NumPy's axis "
+     "error on the general path, or this modulo)"),
     # ----- ops/norm.py ---------------------------------------------------------------------------
     *[("src/cnnlab/ops/norm.py", "BLOCK = 65536  # values per block of layer norm's rows: a "
        "block and its results stay in cache", f"BLOCK = {size}  # values per block of layer "
