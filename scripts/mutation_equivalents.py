@@ -227,6 +227,12 @@ EQUIVALENT = [
     (TENSOR, "return self * -1", "return self / -1",
      "x / -1 equals x * -1 exactly, and so does its gradient"),
     (TENSOR, "index = index.data", "pass", TENSOR_INDEX),
+    (TENSOR, "tensors = [item if isinstance(item, Tensor) else Tensor(item) for item in tensors]",
+     "pass", "Tensor._make takes ndarrays among its inputs as constants itself, and an "
+     "ndarray's ndim and shape are read the same"),
+    (TENSOR, "for item, other in zip(tensors, others, strict=True):",
+     "for item, other in zip(tensors, others, strict=False):",
+     "others is made from tensors, one entry each: the lengths always agree"),
     (TENSOR, "index = tuple(item.data if isinstance(item, Tensor) else item for item in index)",
      "pass", TENSOR_INDEX),
     # ----- nn/layers.py --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The tensor and its graph: shapes and dtypes of gradients, accumulation, broadcasting,
 no_grad, detach, releasing the graph, and elementwise/reduction/movement ops against PyTorch."""
 
+import re
 import threading
 
 import numpy as np
@@ -535,3 +536,47 @@ def test_star_import_of_the_tensor_module_gives_its_public_names():
     assert sorted(set(namespace) - {"__builtins__"}) == [
         "Tensor", "is_grad_enabled", "no_grad", "tensor"]
     assert namespace["Tensor"] is cnnlab.Tensor and namespace["tensor"] is cnnlab.tensor
+
+
+def test_cat_as_torch_with_its_checks(rng):
+    """Default dim 0, negative dims, arrays among tensors, and each refusal with its text."""
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((4, 3))
+    joined = cnnlab.cat([cnnlab.Tensor(a), b])  # an ndarray is taken as a constant tensor
+    np.testing.assert_array_equal(joined.data, torch.cat([torch.tensor(a), torch.tensor(b)]))
+    c = rng.standard_normal((2, 5))
+    np.testing.assert_array_equal(cnnlab.cat([a, c], dim=-1).data, np.concatenate([a, c], 1))
+    np.testing.assert_array_equal(cnnlab.cat([a, c], dim=-2 + 3).data, np.concatenate([a, c], 1))
+    with pytest.raises(ValueError, match="cat: expected a non-empty sequence of tensors"):
+        cnnlab.cat([])
+    for dim in (2, -3):
+        with pytest.raises(ValueError, match=re.escape(
+                f"cat: dim {dim} out of range for tensors of shape (2, 3)")):
+            cnnlab.cat([a, a], dim=dim)
+    np.testing.assert_array_equal(cnnlab.cat([a, b], dim=-2).data, np.concatenate([a, b]))
+    for bad in ([a, c], [a, b, c], [a, a[None]], [c, a, a]):
+        with pytest.raises(ValueError, match="cat: tensors must agree on every axis but dim 0"):
+            cnnlab.cat(bad)
+
+
+def test_expand_takes_sizes_as_arguments_or_one_sequence(rng):
+    token = cnnlab.Tensor(rng.standard_normal((1, 1, 4)))
+    reference = torch.tensor(token.data)
+    for sizes in [(3, -1, -1)], [((3, -1, -1),)], [([3, 1, 4],)], [(2, 3, 1, 4)]:
+        args = sizes[0]
+        ours = token.expand(*args) if isinstance(args[0], int) else token.expand(args[0])
+        theirs = reference.expand(*args) if isinstance(args[0], int) else reference.expand(args[0])
+        assert ours.shape == tuple(theirs.shape)
+        np.testing.assert_array_equal(ours.data, theirs.numpy())
+    single = cnnlab.Tensor(np.ones(1))
+    assert single.expand(5).shape == (5,)  # one int is a size, not a sequence
+
+
+def test_cat_of_one_tensor_and_expand_refusals(rng):
+    a = rng.standard_normal((2, 3))
+    np.testing.assert_array_equal(cnnlab.cat([a]).data, a)
+    token = cnnlab.Tensor(np.ones((1, 4)))
+    with pytest.raises(ValueError, match=re.escape("expand: 1 sizes for a tensor of shape (1, 4)")):
+        token.expand(4)
+    with pytest.raises(ValueError, match=re.escape(
+            "expand: -1 is only allowed for existing axes, got (-1, 3, 4)")):
+        token.expand(-1, 3, 4)
